@@ -1,0 +1,52 @@
+"""The `flaudit` command line. Each sub-command lives in `audit/commands/<name>.py` with a `register`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from flaudit import __version__
+from flaudit.errors import FlauditError
+from flaudit.progress import set_quiet
+
+# One module per sub-command; each defines `register(subparsers)` and sets `func` on its parser.
+COMMAND_MODULES: tuple[str, ...] = (
+    "audit.commands.validate",
+    "audit.commands.run",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flaudit",
+        description="Federated-learning simulation and privacy audit: run scenarios, attack captured updates, score leakage.",
+    )
+    parser.add_argument("--version", action="version", version=f"flaudit {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-round lines")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and Ray's own logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_quiet(args.quiet)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FlauditError as err:
+        print(f"flaudit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flaudit: interrupted; completed steps are kept in the run directory, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The federation: scenarios, data, models and the Flower apps with the honest-but-curious capture."""

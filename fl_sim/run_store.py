@@ -1,0 +1,225 @@
+"""The run directory: one documented layout, atomic writes, a manifest of SHA-256 hashes.
+
+```
+RUN_DIR/
+  manifest.json                      scenario, versions, seed, per-file SHA-256 (sealed after each step)
+  scenario.yaml                      the scenario exactly as run
+  history.json                       per-round server evaluation (accuracy, loss), train metrics, privacy
+  captures/round_RRR/client_CCC.safetensors   the ServerView: global.<name> (state sent), update.<name>,
+  captures/round_RRR/client_CCC.json          buffers.<name>; the JSON holds the model spec and metadata
+  ground_truth/round_RRR/client_CCC.safetensors   the vault: images [0,1], labels, indices (audit only)
+  attacks/ATTACK/round_RRR/client_CCC/        {i}_{label}_rec.png, {i}_{label}_ori.png, record.json
+  metrics.jsonl, rounds.jsonl, report.md, tb/   written by the audit
+```
+
+The captures hold only what the server received; the vault is written by the simulated
+clients, on the side, for scoring. Tensors are safetensors files, so loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks.base import ServerView, SharedMetadata
+from flaudit import __version__
+from flaudit.errors import CaptureCorruptError
+from flaudit.io import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors, sha256_file
+from fl_sim.models import ModelSpec, build_model
+
+_KEY = re.compile(r"round_(\d+)/client_(\d+)\.safetensors$")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """A client's true batch in one round: the vault's record, read only by the audit.
+
+    Args:
+        round: server round.
+        client: partition id.
+        images: (B, C, H, W) in [0, 1], as the client's data loader produced them (before normalisation).
+        labels: (B,) int64.
+        indices: (B,) int64 indices into the dataset's training split.
+    """
+
+    round: int
+    client: int
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+
+@dataclass(frozen=True)
+class CaptureKey:
+    round: int
+    client: int
+
+    @property
+    def stem(self) -> str:
+        return f"round_{self.round:03d}/client_{self.client:03d}"
+
+
+class RunStore:
+    """Reads and writes one run directory (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # --- paths ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def scenario_path(self) -> Path:
+        return self.root / "scenario.yaml"
+
+    @property
+    def history_path(self) -> Path:
+        return self.root / "history.json"
+
+    def capture_path(self, key: CaptureKey) -> Path:
+        return self.root / "captures" / f"{key.stem}.safetensors"
+
+    def ground_truth_path(self, key: CaptureKey) -> Path:
+        return self.root / "ground_truth" / f"{key.stem}.safetensors"
+
+    def attack_dir(self, attack: str, key: CaptureKey) -> Path:
+        return self.root / "attacks" / attack / key.stem
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    # --- creation ------------------------------------------------------------------------
+    def create(self, scenario_text: str, *, seed: int) -> None:
+        """Start a run directory: the scenario as run and a first manifest."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.scenario_path, scenario_text)
+        self.seal(seed=seed)
+
+    # --- captures (the server's side) ----------------------------------------------------
+    def write_view(
+        self,
+        key: CaptureKey,
+        *,
+        spec: ModelSpec,
+        global_state: Mapping[str, torch.Tensor],
+        update: Mapping[str, torch.Tensor],
+        buffers: Mapping[str, torch.Tensor],
+        meta: SharedMetadata,
+    ) -> None:
+        """Record what the server saw of one client in one round."""
+        tensors = {f"global.{k}": v for k, v in global_state.items()}
+        tensors.update({f"update.{k}": v for k, v in update.items()})
+        tensors.update({f"buffers.{k}": v for k, v in buffers.items()})
+        path = self.capture_path(key)
+        save_tensors(path, tensors)
+        atomic_write_json(
+            path.with_suffix(".json"),
+            {"round": key.round, "client": key.client, "model": spec.to_dict(), "meta": meta.to_dict(),
+             "update_keys": list(update), "buffer_keys": list(buffers)},
+        )
+
+    def capture_keys(self) -> list[CaptureKey]:
+        """Every captured (round, client), sorted."""
+        keys = []
+        for path in (self.root / "captures").glob("round_*/client_*.safetensors"):
+            match = _KEY.search(path.as_posix())
+            if match:
+                keys.append(CaptureKey(int(match.group(1)), int(match.group(2))))
+        return sorted(keys, key=lambda k: (k.round, k.client))
+
+    def read_spec(self, key: CaptureKey) -> ModelSpec:
+        return ModelSpec.from_dict(read_json(self.capture_path(key).with_suffix(".json"))["model"])
+
+    def read_view(self, key: CaptureKey, *, device: str | torch.device = "cpu") -> ServerView:
+        """Rebuild the ServerView of one capture: the global model as sent, the update, the metadata."""
+        info = read_json(self.capture_path(key).with_suffix(".json"))
+        tensors = load_tensors(self.capture_path(key), device=device)
+        spec = ModelSpec.from_dict(info["model"])
+        model = build_model(spec).to(device)
+        state = {k[len("global."):]: v for k, v in tensors.items() if k.startswith("global.")}
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise CaptureCorruptError(f"{self.capture_path(key)}: weights do not fit model {spec.name!r} ({err})") from None
+        model.eval()
+        update = {name: tensors[f"update.{name}"] for name in info["update_keys"]}
+        buffers = {name: tensors[f"buffers.{name}"] for name in info["buffer_keys"]}
+        return ServerView(
+            round=key.round, client=key.client, model=model, update=update,
+            meta=SharedMetadata.from_dict(info["meta"]), buffers=buffers,
+        )
+
+    # --- the ground-truth vault (the simulation's side, audit only) -----------------------
+    def write_ground_truth(self, truth: GroundTruth) -> None:
+        save_tensors(
+            self.ground_truth_path(CaptureKey(truth.round, truth.client)),
+            {"images": truth.images, "labels": truth.labels.to(torch.int64), "indices": truth.indices.to(torch.int64)},
+        )
+
+    def read_ground_truth(self, key: CaptureKey) -> GroundTruth:
+        tensors = load_tensors(self.ground_truth_path(key))
+        return GroundTruth(key.round, key.client, tensors["images"], tensors["labels"], tensors["indices"])
+
+    # --- history and manifest ----------------------------------------------------------------
+    def write_history(self, history: Mapping[str, Any]) -> None:
+        atomic_write_json(self.history_path, history)
+
+    def read_history(self) -> dict[str, Any]:
+        return read_json(self.history_path)
+
+    def files(self) -> Iterator[Path]:
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and path.name != "manifest.json" and not path.name.startswith(".") and "tb" not in path.relative_to(self.root).parts[:1] and "cache" not in path.relative_to(self.root).parts[:1]:
+                yield path
+
+    def seal(self, *, seed: int | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Rewrite manifest.json with the SHA-256 of every file (TensorBoard events and caches aside)."""
+        previous = read_json(self.manifest_path) if self.manifest_path.exists() else {}
+        manifest = {
+            **previous,
+            "flaudit_version": __version__,
+            "versions": _versions(),
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": {path.relative_to(self.root).as_posix(): sha256_file(path) for path in self.files()},
+        }
+        manifest.setdefault("created", manifest["updated"])
+        if seed is not None:
+            manifest["seed"] = seed
+        if self.scenario_path.exists():
+            manifest["scenario"] = self.scenario_path.read_text(encoding="utf-8")
+        manifest.update(extra or {})
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def verify(self) -> list[str]:
+        """Files whose hash no longer matches the manifest (or that went missing)."""
+        manifest = read_json(self.manifest_path)
+        problems = []
+        for name, digest in manifest.get("files", {}).items():
+            path = self.root / name
+            if not path.exists():
+                problems.append(f"{path}: missing")
+            elif sha256_file(path) != digest:
+                problems.append(f"{path}: SHA-256 differs from manifest.json")
+        return problems
+
+
+def _versions() -> dict[str, str]:
+    import flwr
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "flwr": flwr.__version__, "numpy": numpy.__version__}
