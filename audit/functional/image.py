@@ -1,0 +1,136 @@
+"""Pixel metrics on batches of [0, 1] images: MSE, PSNR and SSIM, one value per image.
+
+Conventions follow scikit-image (the reference the tests hold them to): PSNR is
+10·log10(data_range² / MSE) per image, SSIM is Wang et al. (2004) with an 11×11 Gaussian
+window (σ = 1.5), population covariances, constants K1 = 0.01 and K2 = 0.03, computed per
+channel and averaged over the "valid" region that is not affected by padding, exactly as
+`skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1.0, channel_axis=...)` does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_pair(preds: torch.Tensor, target: torch.Tensor) -> None:
+    if preds.shape != target.shape:
+        raise ValueError(f"images must have the same shape, got {tuple(preds.shape)} and {tuple(target.shape)}")
+    if preds.dim() != 4:
+        raise ValueError(f"expected (B, C, H, W) batches, got shape {tuple(preds.shape)}")
+
+
+def mse(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image.
+
+    Args:
+        preds: (B, C, H, W) reconstructions.
+        target: (B, C, H, W) originals.
+
+    Returns:
+        (B,) float64 mean of the squared pixel differences of each image.
+    """
+    _check_pair(preds, target)
+    diff = preds.to(torch.float64) - target.to(torch.float64)
+    return diff.pow(2).flatten(1).mean(dim=1)
+
+
+def psnr(preds: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, 10·log10(data_range² / MSE), in dB.
+
+    Identical images give +inf, as in scikit-image; average over images afterwards.
+
+    Args:
+        preds: (B, C, H, W) reconstructions in [0, data_range].
+        target: (B, C, H, W) originals in [0, data_range].
+        data_range: the images' value range.
+
+    Returns:
+        (B,) float64 PSNR in dB.
+    """
+    err = mse(preds, target)
+    return 10.0 * torch.log10(data_range**2 / err)
+
+
+def gaussian_window(*, kernel_size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The normalised 1-D Gaussian of SSIM (scipy's `gaussian_filter` taps for the same radius)."""
+    if kernel_size % 2 != 1 or kernel_size < 1:
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+    radius = kernel_size // 2
+    x = torch.arange(-radius, radius + 1, dtype=dtype)
+    window = torch.exp(-0.5 * (x / sigma) ** 2)
+    return window / window.sum()
+
+
+def ssim_window_for(height: int, width: int, *, kernel_size: int = 11, sigma: float = 1.5) -> tuple[int, float]:
+    """The SSIM window to use for images of this size: the standard one, shrunk for tiny images.
+
+    Images smaller than the 11×11 window (8×8 digits) get the largest odd window that fits,
+    with σ scaled by the same factor, so the window still covers ±3.5σ as in scikit-image.
+    """
+    side = min(height, width)
+    if side >= kernel_size:
+        return kernel_size, sigma
+    smaller = side if side % 2 == 1 else side - 1
+    if smaller < 3:
+        raise ValueError(f"images of {height}x{width} pixels are too small for SSIM (need at least 3x3)")
+    return smaller, sigma * smaller / kernel_size
+
+
+def ssim(
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    kernel_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004), Gaussian window, averaged over channels.
+
+    Only the region where the window lies fully inside the image is averaged (scikit-image
+    crops the same border), so padding never enters the score.
+
+    Args:
+        preds: (B, C, H, W) reconstructions in [0, data_range].
+        target: (B, C, H, W) originals in [0, data_range].
+        data_range: the images' value range.
+        kernel_size: odd window side; the images must be at least this large
+            (see `ssim_window_for` for tiny images).
+        sigma: standard deviation of the Gaussian window.
+        k1: luminance constant.
+        k2: contrast constant.
+
+    Returns:
+        (B,) float64 mean SSIM of each image, in [-1, 1].
+    """
+    _check_pair(preds, target)
+    batch, channels, height, width = preds.shape
+    if height < kernel_size or width < kernel_size:
+        raise ValueError(
+            f"images of {height}x{width} pixels are smaller than the {kernel_size}x{kernel_size} SSIM window; "
+            "pick a smaller window with ssim_window_for(height, width)"
+        )
+    x = preds.to(torch.float64).reshape(batch * channels, 1, height, width)
+    y = target.to(torch.float64).reshape(batch * channels, 1, height, width)
+    window = gaussian_window(kernel_size=kernel_size, sigma=sigma).to(x.device)
+    # Separable filtering of the five moments in one pass: stack them as batch entries.
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=0)
+    filtered = F.conv2d(stack, window.view(1, 1, 1, -1))
+    filtered = F.conv2d(filtered, window.view(1, 1, -1, 1))
+    mu_x, mu_y, xx, yy, xy = filtered.chunk(5, dim=0)
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov = xy - mu_x * mu_y
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.reshape(batch, channels, -1).mean(dim=(1, 2))
+
+
+def ssim_auto(preds: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
+    """SSIM with the standard window, shrunk only where the images are smaller than it."""
+    kernel_size, sigma = ssim_window_for(preds.shape[-2], preds.shape[-1])
+    return ssim(preds, target, data_range=data_range, kernel_size=kernel_size, sigma=sigma)

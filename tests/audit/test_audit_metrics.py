@@ -1,0 +1,145 @@
+"""Metrics against their references: scikit-image, the lpips package, scipy's sqrtm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+from skimage import data as skdata
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.transform import resize
+
+from audit.functional import align, frechet_distance, gaussian_statistics, load_lpips, lpips, mse, psnr, ssim, ssim_auto
+from audit.functional.weights import WeightFile
+from flaudit.errors import WeightsUnavailableError
+
+
+def _pairs(channels: int, size: int, batch: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Natural images (scikit-image photos) and noisy, blurred versions of them."""
+    photos = [skdata.astronaut(), skdata.chelsea(), skdata.coffee(), skdata.rocket()]
+    imgs = np.stack([resize(p, (size, size), anti_aliasing=True) for p in photos[:batch]])  # (B, H, W, 3) in [0, 1]
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+    if channels == 1:
+        x = x.mean(dim=1, keepdim=True)
+    g = torch.Generator().manual_seed(seed)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return x, y
+
+
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 32), (3, 24)])
+def test_psnr_mse_match_skimage(channels: int, size: int) -> None:
+    x, y = _pairs(channels, size)
+    ours = psnr(y, x)
+    for i in range(x.shape[0]):
+        ref = peak_signal_noise_ratio(x[i].numpy().astype(np.float64), y[i].numpy().astype(np.float64), data_range=1.0)
+        assert abs(ours[i].item() - ref) < 1e-4
+    assert torch.allclose(mse(y, x), (y.double() - x.double()).pow(2).mean(dim=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 32), (3, 16), (1, 11)])
+def test_ssim_matches_skimage(channels: int, size: int) -> None:
+    x, y = _pairs(channels, size)
+    ours = ssim(y, x)
+    for i in range(x.shape[0]):
+        ref = structural_similarity(
+            x[i].numpy().astype(np.float64), y[i].numpy().astype(np.float64),
+            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=0,
+        )
+        assert abs(ours[i].item() - ref) < 1e-4, (i, ours[i].item(), ref)
+
+
+def test_ssim_identical_is_one_and_small_images_shrink_window() -> None:
+    x, _ = _pairs(1, 8)
+    assert torch.allclose(ssim_auto(x, x), torch.ones(x.shape[0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="smaller than"):
+        ssim(x, x)
+
+
+def test_align_restores_shuffled_batch_exactly() -> None:
+    g = torch.Generator().manual_seed(1)
+    originals = torch.rand(12, 3, 16, 16, generator=g)
+    perm = torch.randperm(12, generator=g)
+    shuffled = (originals[perm] + 0.05 * torch.randn(12, 3, 16, 16, generator=g)).clamp(0, 1)
+    for cost in ("mse", "neg_ssim"):
+        aligned, match = align(originals, shuffled, cost=cost)
+        assert torch.equal(perm[match], torch.arange(12))
+        assert torch.equal(aligned, shuffled[match])
+    exact, _ = align(originals, originals[perm])
+    assert torch.equal(exact, originals)
+
+
+def test_align_fewer_reconstructions() -> None:
+    originals = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    aligned, match = align(originals, originals[[3, 1]])
+    assert match.tolist() == [-1, 1, -1, 0, -1]
+    assert torch.equal(aligned, originals[[1, 3]])
+
+
+def test_lpips_wrapper_matches_package_with_random_trunk() -> None:
+    import lpips as lpips_package
+
+    x, y = _pairs(3, 32)
+    torch.manual_seed(123)
+    ours_net = load_lpips(pretrained_backbone=False)
+    torch.manual_seed(123)
+    ref_net = lpips_package.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    ours = lpips(y, x, net=ours_net)
+    with torch.no_grad():
+        ref = ref_net(2 * y - 1, 2 * x - 1).flatten().double()  # the package's own [-1, 1] input
+    assert torch.allclose(ours, ref, atol=1e-6)
+    assert (ours > 0).all()
+    assert torch.allclose(lpips(x, x, net=ours_net), torch.zeros(4, dtype=torch.float64), atol=1e-6)
+    # grayscale and tiny images go through (repeated to RGB, upsampled to 32)
+    g1, g2 = _pairs(1, 8)
+    assert lpips(g1, g2, net=ours_net).shape == (4,)
+
+
+def test_missing_weights_name_file_and_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        with pytest.raises(WeightsUnavailableError) as err:
+            load_lpips(download=False)
+        assert "alexnet-owt-7be5be79.pth" in str(err.value) and str(tmp_path / "hub" / "checkpoints") in str(err.value)
+        from audit.functional import load_inception
+
+        with pytest.raises(WeightsUnavailableError, match="pt_inception-2015-12-05-6726825d.pth"):
+            load_inception(download=False)
+        bogus = WeightFile("x", "nothing.pth", "http://127.0.0.1:9/nothing.pth", "a test file")
+        with pytest.raises(WeightsUnavailableError, match="put it at"):
+            bogus.ensure(download=True)
+    finally:
+        torch.hub.set_dir(str(__import__("pathlib").Path.home() / ".cache" / "torch" / "hub"))
+
+
+def _random_cov(dim: int, rng: np.random.Generator) -> np.ndarray:
+    a = rng.normal(size=(dim, dim))
+    return a @ a.T / dim + 0.1 * np.eye(dim)
+
+
+def test_frechet_distance_matches_scipy_sqrtm() -> None:
+    rng = np.random.default_rng(0)
+    for dim in (1, 5, 32):
+        mu1, mu2 = rng.normal(size=dim), rng.normal(size=dim)
+        s1, s2 = _random_cov(dim, rng), _random_cov(dim, rng)
+        ref = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
+        assert abs(frechet_distance(mu1, s1, mu2, s2) - ref) < 1e-8 * max(1.0, abs(ref))
+    # closed form for commuting (diagonal) covariances: sum (sqrt(a) - sqrt(b))^2
+    a, b = rng.uniform(0.5, 2, size=8), rng.uniform(0.5, 2, size=8)
+    expected = float(np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)) + 4.0
+    assert abs(frechet_distance(np.zeros(8), np.diag(a), np.full(8, 1 / np.sqrt(2)), np.diag(b)) - expected) < 1e-9
+    # identical Gaussians: zero
+    s = _random_cov(6, rng)
+    assert abs(frechet_distance(np.ones(6), s, np.ones(6), s)) < 1e-8
+
+
+def test_frechet_distance_stable_for_singular_covariances() -> None:
+    # 4 samples in 64 dimensions: rank-3 covariances, as a round's handful of images gives.
+    rng = np.random.default_rng(1)
+    f1, f2 = rng.normal(size=(4, 64)), rng.normal(size=(4, 64)) + 0.5
+    mu1, s1 = gaussian_statistics(f1)
+    mu2, s2 = gaussian_statistics(f2)
+    value = frechet_distance(mu1, s1, mu2, s2)
+    assert np.isfinite(value) and value > 0
+    assert abs(frechet_distance(mu1, s1, mu1, s1)) < 1e-3
