@@ -1,0 +1,68 @@
+"""Run a scenario's federation through Flower's simulation engine (Ray backend)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from flaudit.errors import FlauditError
+from fl_sim.client_app import build_client_app
+from fl_sim.job import AppSettings
+from fl_sim.run_store import RunStore
+from fl_sim.scenario import Scenario, dump_scenario
+from fl_sim.server_app import build_server_app
+
+
+def run_federation(scenario: Scenario, run_dir: str | Path, *, verbose: bool = False) -> dict[str, Any]:
+    """Simulate the federation of `scenario` into `run_dir` and return the per-round history.
+
+    The run directory receives scenario.yaml (the scenario as run), the captures, the
+    ground-truth vault, history.json and a sealed manifest.json.
+    """
+    store = RunStore(Path(run_dir).resolve())
+    store.create(dump_scenario(scenario), seed=scenario.federation.seed)
+    settings = AppSettings(scenario=str(store.scenario_path), run_dir=str(store.root))
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    from flwr.simulation import run_simulation
+
+    cpus = os.cpu_count() or 1
+    backend_config = {
+        # One CPU per simulated client; clients use one torch thread each (see client_app).
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": cpus, "include_dashboard": False, "logging_level": logging.DEBUG if verbose else logging.ERROR,
+            "log_to_driver": verbose, "configure_logging": True,
+        },
+    }
+    finished: dict[str, Any] = {}
+    flwr_logger = logging.getLogger("flwr")
+    previous = flwr_logger.level
+    if not verbose:
+        flwr_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_simulation(
+                server_app=build_server_app(settings, on_done=finished.update),
+                client_app=build_client_app(settings),
+                num_supernodes=scenario.federation.clients,
+                backend_config=backend_config,  # type: ignore[arg-type]
+                verbose_logging=verbose,
+            )
+    except FlauditError:
+        raise
+    except Exception as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, FlauditError):
+            raise cause from None
+        raise FlauditError(f"the Flower simulation failed: {type(cause).__name__}: {cause} (re-run with -v for Flower's logs)") from err
+    finally:
+        flwr_logger.setLevel(previous)
+    if not finished:
+        raise FlauditError("the Flower simulation ended without finishing its rounds (re-run with -v for Flower's logs)")
+    return finished
