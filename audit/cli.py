@@ -16,6 +16,7 @@ from flaudit.progress import set_quiet
 COMMAND_MODULES: tuple[str, ...] = (
     "audit.commands.validate",
     "audit.commands.run",
+    "audit.commands.semsim",
 )
 
 
