@@ -1,0 +1,55 @@
+"""`flaudit run SCENARIO`: federation -> attack -> audit -> dashboards, and each variant of a sweep."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from audit.pipeline import default_run_dir, load_checked_scenario, run_one, sweep_variants
+from audit.summary import round_table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run a scenario end to end",
+        description="Run a scenario: the Flower federation with its defenses and capture, then the attack "
+        "and the audit when the scenario has them. A finished federation in RUN_DIR is reused.",
+    )
+    parser.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    parser.add_argument("--run-dir", type=Path, help="run directory (default: OUTPUT_DIR/NAME from the scenario)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] for attacks and metrics (default: the scenario's)")
+    parser.add_argument("--force", action="store_true", help="re-run every step even when its outputs exist")
+    parser.add_argument("--no-audit", action="store_true", help="stop after the federation and the attack")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenario = load_checked_scenario(args.scenario)
+    root = args.run_dir or default_run_dir(scenario)
+    device = args.device or scenario.device
+    variants = sweep_variants(scenario)
+    audit_step = None if args.no_audit else _audit_step()
+    started = time.perf_counter()
+    stores = []
+    for variant in variants:
+        run_dir = root if len(variants) == 1 else root / variant.name
+        if len(variants) > 1 and not args.quiet:
+            print(f"== variant {variant.name} -> {run_dir}")
+        store = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit_step=audit_step)
+        stores.append((variant, store))
+        if not args.quiet:
+            print(round_table(store))
+    if len(variants) > 1 and audit_step is not None:
+        from audit.sweep import write_sweep
+
+        for path in write_sweep(root, stores):
+            print(f"wrote {path}")
+    print(f"done in {time.perf_counter() - started:.1f} s: {root}")
+    return 0
+
+
+def _audit_step():  # type: ignore[no-untyped-def]
+    from audit.steps import audit_step
+
+    return audit_step
