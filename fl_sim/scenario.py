@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,24 @@ import yaml
 from defenses.registry import validate_defense
 from flaudit.errors import ScenarioError
 from flaudit.registry import closest
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` (no dot) as a string; scenarios mean the number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict[str, Any]:
@@ -195,7 +214,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     """Validate scenario YAML text (see `load_scenario`)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         raise ScenarioError(f"{source}: not valid YAML: {err}") from None
     if data is None:
@@ -203,8 +222,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     scenario = _build(Scenario, data, source, "")
-    _check_names(scenario, source)
-    return scenario
+    return _check_names(scenario, source)
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
@@ -226,8 +244,8 @@ def dump_scenario(scenario: Scenario) -> str:
     return yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
 
 
-def _check_names(scenario: Scenario, source: str) -> None:
-    """Names resolved through registries (models, datasets, defenses)."""
+def _check_names(scenario: Scenario, source: str) -> Scenario:
+    """Check names resolved through registries (models, datasets, defenses); fill defense defaults."""
     from fl_sim.data import check_dataset_name
     from fl_sim.models import MODELS
 
@@ -236,11 +254,14 @@ def _check_names(scenario: Scenario, source: str) -> None:
     problem = check_dataset_name(scenario.data.dataset)
     if problem:
         raise ScenarioError(f"{source}: data.dataset: {problem}")
-    for index, defense in enumerate(scenario.defenses):
-        validate_defense(defense.name, defense.params, where=f"{source}: defenses[{index}]")
+    defenses = tuple(
+        DefenseConfig(d.name, validate_defense(d.name, d.params, where=f"{source}: defenses[{index}]"))
+        for index, d in enumerate(scenario.defenses)
+    )
     for index, axis in enumerate(scenario.sweep):
         for value in axis.values:
             validate_defense(axis.defense, {axis.param: value} | _required_fill(axis), where=f"{source}: sweep[{index}]")
+    return dataclasses.replace(scenario, defenses=defenses)
 
 
 def _required_fill(axis: SweepAxis) -> dict[str, float]:
@@ -338,9 +359,9 @@ def _in_range(value: float, source: str, where: str, metadata: Mapping[str, Any]
     if low is not None and (value <= low if low_open else value < low):
         bound = f"> {low:g}" if low_open else f">= {low:g}"
         upper = f" and <= {high:g}" if high is not None else ""
-        raise ScenarioError(f"{source}: {where}: {value!r} is out of range; allowed: {bound}{upper}")
+        raise ScenarioError(f"{source}: {where}: {value:g} is out of range; allowed: {bound}{upper}")
     if high is not None and value > high:
-        raise ScenarioError(f"{source}: {where}: {value!r} is out of range; allowed: <= {high:g}")
+        raise ScenarioError(f"{source}: {where}: {value:g} is out of range; allowed: <= {high:g}")
     return value
 
 

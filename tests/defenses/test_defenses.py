@@ -1,0 +1,96 @@
+"""Defenses against hand-computed values, and the accountant against Opacus' own function."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+
+from defenses import DEFENSES, apply_defenses, clip_noise, gaussian, gaussian_epsilon, global_norm, prune, validate_defense
+from defenses.accounting import ORDERS
+from flaudit.errors import ScenarioError
+
+
+def test_prune_keeps_exactly_the_largest_magnitude_share_per_tensor():
+    a = torch.tensor([0.5, -3.0, 0.1, 2.0, -0.2, 4.0, 0.0, -1.0, 0.3, 0.05])
+    b = torch.tensor([[1.0, -2.0], [3.0, -4.0]])
+    pa, pb = prune((a, b), ratio=0.7)
+    # 10 entries, 70% pruned: the 3 largest magnitudes (4, -3, 2) survive with their values.
+    assert torch.equal(pa, torch.tensor([0, -3.0, 0, 2.0, 0, 4.0, 0, 0, 0, 0]))
+    # 4 entries: floor(0.7*4) = 2 zeroed, the two largest (3, -4) kept.
+    assert torch.equal(pb, torch.tensor([[0.0, 0.0], [3.0, -4.0]]))
+    big = torch.randn(1000)
+    kept = prune((big,), ratio=0.9)[0]
+    assert int((kept != 0).sum()) == 100
+    assert float(kept.abs()[kept != 0].min()) >= float(big.abs().topk(100).values.min())
+
+
+def test_prune_edges_and_input_untouched():
+    x = torch.randn(50)
+    original = x.clone()
+    assert torch.equal(prune((x,), ratio=0.0)[0], x)
+    assert int((prune((x,), ratio=1.0)[0] != 0).sum()) == 0
+    assert torch.equal(x, original)
+    with pytest.raises(ValueError):
+        prune((x,), ratio=1.5)
+
+
+def test_gaussian_empirical_std_within_5_percent():
+    generator = torch.Generator().manual_seed(0)
+    for sigma in (1e-3, 1e-1, 2.0):
+        noise = gaussian((torch.zeros(100_000),), sigma=sigma, generator=generator)[0]
+        assert abs(float(noise.std()) / sigma - 1) < 0.05
+        assert abs(float(noise.mean())) < 5 * sigma / math.sqrt(100_000)
+
+
+def test_gaussian_is_reproducible_under_a_seed():
+    x = (torch.zeros(10),)
+    a = gaussian(x, sigma=1.0, generator=torch.Generator().manual_seed(3))[0]
+    b = gaussian(x, sigma=1.0, generator=torch.Generator().manual_seed(3))[0]
+    assert torch.equal(a, b)
+
+
+def test_clip_noise_bounds_the_norm_before_noise():
+    generator = torch.Generator().manual_seed(0)
+    update = (torch.full((30,), 2.0), torch.full((2, 5), -1.0))  # norm sqrt(120 + 10)
+    clipped = clip_noise(update, clip_norm=1.5, noise_multiplier=0.0, generator=generator)
+    assert float(global_norm(clipped)) == pytest.approx(1.5, rel=1e-6)
+    # Direction is kept: clipping is a scaling of the whole update.
+    scale = 1.5 / math.sqrt(130.0)
+    assert torch.allclose(clipped[0], update[0] * scale) and torch.allclose(clipped[1], update[1] * scale)
+    small = (torch.full((4,), 0.1),)
+    assert torch.allclose(clip_noise(small, clip_norm=1.5, noise_multiplier=0.0, generator=generator)[0], small[0])
+    # With noise z*C the result's deviation from the clipped update has std z*C.
+    noisy = clip_noise((torch.zeros(100_000),), clip_norm=2.0, noise_multiplier=0.5, generator=generator)[0]
+    assert abs(float(noisy.std()) / 1.0 - 1) < 0.05
+
+
+def test_epsilon_matches_opacus_own_functions():
+    for z, steps, delta in [(1.0, 1, 1e-5), (1.1, 10, 1e-5), (0.7, 50, 1e-6)]:
+        rdp = compute_rdp(q=1.0, noise_multiplier=z, steps=steps, orders=list(ORDERS))
+        expected, _ = get_privacy_spent(orders=list(ORDERS), rdp=rdp, delta=delta)
+        got = gaussian_epsilon(noise_multiplier=z, steps=steps, delta=delta)
+        assert got.epsilon == pytest.approx(expected, rel=1e-12)
+    assert gaussian_epsilon(noise_multiplier=1.0, steps=10, delta=1e-5).epsilon > gaussian_epsilon(noise_multiplier=1.0, steps=1, delta=1e-5).epsilon
+    assert math.isinf(gaussian_epsilon(noise_multiplier=0.0, steps=1, delta=1e-5).epsilon)
+
+
+def test_registry_validates_parameters():
+    assert set(DEFENSES.names()) == {"gaussian", "prune", "clip_noise"}
+    assert validate_defense("clip_noise", {"clip_norm": 1, "noise_multiplier": 1.1}, where="f.yaml: defenses[0]")["delta"] == 1e-5
+    with pytest.raises(ScenarioError, match=r"defenses\[0\]\.ratio: 1\.5 is out of range; allowed: \[0, 1\]"):
+        validate_defense("prune", {"ratio": 1.5}, where="f.yaml: defenses[0]")
+    with pytest.raises(ScenarioError, match="did you mean 'sigma'"):
+        validate_defense("gaussian", {"sigm": 0.1}, where="f.yaml: defenses[0]")
+    with pytest.raises(ScenarioError, match="known: clip_noise, gaussian, prune"):
+        validate_defense("dropout", {}, where="f.yaml: defenses[0]")
+    with pytest.raises(ScenarioError, match="required parameter"):
+        validate_defense("gaussian", {}, where="f.yaml: defenses[0]")
+
+
+def test_apply_defenses_runs_in_order():
+    x = (torch.tensor([1.0, -5.0, 0.5, 3.0]),)
+    out = apply_defenses(x, [("prune", {"ratio": 0.5}), ("gaussian", {"sigma": 0.0})], generator=torch.Generator())
+    assert torch.equal(out[0], torch.tensor([0.0, -5.0, 0.0, 3.0]))

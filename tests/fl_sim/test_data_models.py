@@ -1,0 +1,89 @@
+"""Embedded datasets, partitioning, unavailable datasets, and the model zoo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flaudit.errors import DatasetUnavailableError
+from fl_sim.data import dataset_availability, load_dataset, partition_indices
+from fl_sim.models import MODELS, LeNet, ModelSpec, build_model
+from fl_sim.scenario import DataConfig
+
+
+def test_digits_and_lfw_are_embedded():
+    digits = load_dataset(DataConfig(dataset="digits"))
+    assert digits.shape == (1, 8, 8) and digits.num_classes == 10
+    assert len(digits.train) + len(digits.test) == 1797
+    images, labels = digits.images([0, 5, 9])
+    assert images.shape == (3, 1, 8, 8) and 0 <= float(images.min()) and float(images.max()) <= 1
+    faces = load_dataset(DataConfig(dataset="lfw-faces", image_size=32))
+    assert faces.shape == (1, 32, 32) and faces.num_classes == 2 and len(faces.train) == 160
+
+
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet"])
+def test_partitions_are_disjoint_complete_and_reproducible(scheme):
+    labels = load_dataset(DataConfig()).train_labels
+    parts = partition_indices(labels, clients=7, scheme=scheme, alpha=0.3, seed=11)
+    joined = np.concatenate(parts)
+    assert len(joined) == len(labels) and len(np.unique(joined)) == len(labels)
+    again = partition_indices(labels, clients=7, scheme=scheme, alpha=0.3, seed=11)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    other = partition_indices(labels, clients=7, scheme=scheme, alpha=0.3, seed=12)
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
+
+
+def test_dirichlet_small_alpha_skews_labels():
+    labels = load_dataset(DataConfig()).train_labels
+    iid = partition_indices(labels, clients=5, scheme="iid", alpha=1.0, seed=0)
+    skew = partition_indices(labels, clients=5, scheme="dirichlet", alpha=0.05, seed=0)
+
+    def top_share(parts):
+        return np.mean([np.bincount(labels[p], minlength=10).max() / len(p) for p in parts])
+
+    assert top_share(skew) > 2 * top_share(iid)
+
+
+def test_unavailable_dataset_says_what_to_provide(tmp_path):
+    with pytest.raises(DatasetUnavailableError, match=r"cifar-10-batches-py/ under .*cifar-10-python\.tar\.gz"):
+        load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path)))
+    status = dataset_availability(str(tmp_path))
+    assert status["digits"] is None and status["lfw-faces"] is None and "put" in status["cifar100"]
+    with pytest.raises(DatasetUnavailableError, match="not a folder"):
+        load_dataset(DataConfig(dataset=f"imagefolder:{tmp_path / 'nothing'}"))
+
+
+def test_imagefolder(tmp_path):
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((20, 20, 3), 40 * i, dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    bundle = load_dataset(DataConfig(dataset=f"imagefolder:{tmp_path}", image_size=16))
+    assert bundle.num_classes == 2 and bundle.shape == (3, 16, 16) and len(bundle.train) == 8
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("channels, size", [(1, 8), (3, 32)])
+def test_models_take_any_size_and_channels(name, channels, size):
+    model = build_model(ModelSpec(name, 7, channels, size, width=8 if name in ("convnet", "lenet") else None), seed=0)
+    assert model(torch.rand(2, channels, size, size)).shape == (2, 7)
+
+
+def test_lenet_is_dlgs_sigmoid_lenet():
+    model = build_model(ModelSpec("lenet", 10, 3, 32), seed=0)
+    assert isinstance(model, LeNet) and model.fc.in_features == 768
+    assert sum(isinstance(m, torch.nn.Sigmoid) for m in model.modules()) == 3
+    values = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert float(values.min()) >= -0.5 and float(values.max()) <= 0.5 and float(values.std()) > 0.25
+    same = build_model(ModelSpec("lenet", 10, 3, 32), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters()))
+
+
+def test_bn_switch():
+    with_bn = build_model(ModelSpec("resnet20", 10, 3, 32, bn=True))
+    without = build_model(ModelSpec("resnet20", 10, 3, 32, bn=False))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in with_bn.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in without.modules())
