@@ -1,0 +1,132 @@
+"""report.md per run: a per-round table of accuracy and leakage, and the leakiest reconstructions as images."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from audit import functional as AF
+from audit.scorer import RoundAudit, aligned_pair
+from fl_sim.run_store import RunStore
+from flaudit.io import atomic_write_text
+
+FIGURES_DIR = "figures"
+REPORT_FILE = "report.md"
+
+
+def leakiest_pairs(store: RunStore, audit: RoundAudit, *, max_images: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The round's best-reconstructed images (highest PSNR first) over all its clients.
+
+    Returns:
+        (originals, reconstructions, psnr) of at most `max_images` matched pairs.
+    """
+    oris, recs = [], []
+    for client in audit.clients:
+        ori, rec, _ = aligned_pair(store, audit, client)
+        oris.append(ori)
+        recs.append(rec)
+    if not oris:
+        empty = torch.zeros(0)
+        return empty, empty, empty
+    ori, rec = torch.cat(oris), torch.cat(recs)
+    scores = AF.psnr(rec, ori)
+    order = torch.argsort(torch.nan_to_num(scores, nan=-math.inf), descending=True)[:max_images]
+    return ori[order], rec[order], scores[order]
+
+
+def pair_grid(originals: torch.Tensor, reconstructions: torch.Tensor, *, min_side: int = 32) -> torch.Tensor:
+    """(3, H, W) grid: originals in the top row, their reconstructions below; tiny images enlarged (nearest)."""
+    images = torch.cat([originals, reconstructions]).to(torch.float32).clamp(0, 1)
+    side = min(images.shape[-2:])
+    if side < min_side:
+        factor = math.ceil(min_side / side)
+        images = F.interpolate(images, scale_factor=factor, mode="nearest")
+    return make_grid(images, nrow=max(1, originals.shape[0]), padding=2, pad_value=1.0)
+
+
+def format_value(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.{digits}f}"
+
+
+def round_table(audits: Sequence[RoundAudit]) -> str:
+    """Markdown table: one row per round; accuracy, each metric's mean and worst, oracle, FID."""
+    metric_names = sorted({name for a in audits for name in a.metrics})
+    header = ["round", "accuracy", "loss"]
+    for name in metric_names:
+        arrow = "↑" if any(a.metrics[name].higher_is_leakier for a in audits if name in a.metrics) else "↓"
+        header += [f"{name} mean", f"{name} worst ({arrow} leakier)"]
+    header += ["recognised (oracle)", "labels recovered", "FID (n, dims)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in sorted(audits, key=lambda x: x.round):
+        row = [str(a.round), format_value(a.accuracy), format_value(a.loss)]
+        for name in metric_names:
+            summary = a.metrics.get(name)
+            row += [format_value(summary.mean if summary else None), format_value(summary.worst if summary else None)]
+        row.append(format_value(a.recognised_fraction, 2))
+        row.append(format_value(a.label_accuracy, 2))
+        row.append(f"{a.fid.value:.1f} (n={a.fid.num_real}, d={a.fid.dims})" if a.fid else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_report(store: RunStore, audits: Sequence[RoundAudit], *, title: str | None = None, max_images: int = 8) -> Path:
+    """Write RUN_DIR/report.md and RUN_DIR/figures/round_RRR_ATTACK.png (the leakiest reconstructions).
+
+    Args:
+        store: the run directory.
+        audits: the scorer's RoundAudits.
+        title: the report's heading (default: the run directory's name).
+        max_images: images per round figure.
+
+    Returns:
+        The report's path.
+    """
+    figures = store.root / FIGURES_DIR
+    figures.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Privacy audit: {title or store.root.name}", ""]
+    defenses = next((a.defenses for a in audits if a.defenses), {})
+    if defenses:
+        described = "; ".join(f"{name}(" + ", ".join(f"{k}={v:g}" for k, v in params.items()) + ")" for name, params in defenses.items())
+        lines += [f"Defenses: {described}", ""]
+    else:
+        lines += ["Defenses: none", ""]
+    unavailable: dict[str, str] = {}
+    for a in audits:
+        unavailable.update({k: v for k, v in a.unavailable.items() if not v.startswith("fid needs")})
+    if unavailable:
+        lines += ["## Unavailable metrics", ""]
+        lines += [f"- **{name}**: {reason}" for name, reason in sorted(unavailable.items())]
+        lines.append("")
+    if not audits:
+        lines += ["No reconstructions found: run `flaudit attack` on this run first.", ""]
+    lines += [
+        "Metrics compare each reconstruction with the original it was matched to (Hungarian assignment). "
+        "*mean* is over a round's images; *worst* is the best-reconstructed image (max PSNR/SSIM, min MSE/LPIPS), "
+        "since one recognisable image is already a leak. *recognised* is the machine annotator's judgement "
+        "(true label predicted among the candidates a person would be shown).",
+        "",
+    ]
+    for attack in sorted({a.attack for a in audits}):
+        attack_audits = sorted((a for a in audits if a.attack == attack), key=lambda x: x.round)
+        lines += [f"## Attack: {attack}", "", round_table(attack_audits), ""]
+        lines += ["### Best reconstructions per round (originals above, reconstructions below)", ""]
+        for a in attack_audits:
+            ori, rec, scores = leakiest_pairs(store, a, max_images=max_images)
+            if ori.numel() == 0:
+                continue
+            name = f"round_{a.round:03d}_{attack}.png"
+            save_image(pair_grid(ori, rec), figures / name)
+            psnrs = ", ".join(format_value(float(s), 1) for s in scores)
+            lines += [f"Round {a.round} (PSNR dB: {psnrs}):", "", f"![round {a.round}]({FIGURES_DIR}/{name})", ""]
+    path = store.root / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines))
+    return path
