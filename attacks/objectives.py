@@ -1,0 +1,131 @@
+"""Objectives of gradient inversion, as plain functions on tensors.
+
+Gradient distances compare the gradient a candidate batch would produce with the one the
+client sent (`l2_distance` as in DLG, `cosine_distance` as in Inverting Gradients);
+`total_variation` and `bn_statistics_loss` are the image priors of Inverting Gradients and
+GradInversion. All of them work on one candidate; the attacks `vmap` them over restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+LAYER_WEIGHTINGS = ("equal", "linear", "exp")
+
+
+def layer_weights(count: int, *, scheme: str = "equal") -> tuple[float, ...]:
+    """Per-tensor weights of a gradient distance, first layer first.
+
+    `linear` and `exp` emphasise the first layers, where the input leaks most directly
+    (the `weights` option of Geiping et al.'s inversefed).
+
+    Args:
+        count: number of gradient tensors.
+        scheme: `equal`, `linear` (count, ..., 1) / count, or `exp` (softmax of (count, ..., 1)).
+    """
+    if scheme == "equal":
+        return tuple(1.0 for _ in range(count))
+    ramp = torch.arange(count, 0, -1, dtype=torch.float64)
+    if scheme == "linear":
+        return tuple((ramp / count).tolist())
+    if scheme == "exp":
+        return tuple(torch.softmax(ramp, dim=0).tolist())
+    raise ValueError(f"unknown layer weighting {scheme!r}; known: {', '.join(LAYER_WEIGHTINGS)}")
+
+
+def l2_distance(
+    candidate: Sequence[torch.Tensor],
+    target: Sequence[torch.Tensor],
+    *,
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Sum over tensors of the (weighted) squared Euclidean distance, DLG's objective."""
+    total = candidate[0].new_zeros(())
+    for index, (rec, ref) in enumerate(zip(candidate, target, strict=True)):
+        w = 1.0 if weights is None else weights[index]
+        total = total + w * (rec - ref).pow(2).sum()
+    return total
+
+
+def cosine_distance(
+    candidate: Sequence[torch.Tensor],
+    target: Sequence[torch.Tensor],
+    *,
+    weights: Sequence[float] | None = None,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """1 - cosine similarity of the concatenated (weighted) gradients, Inverting Gradients' objective.
+
+    The cosine is taken over all tensors at once (not averaged per layer), as in Geiping et
+    al.'s code, which makes the objective invariant to the gradient's scale (learning rate,
+    batch size, local steps).
+    """
+    dot = candidate[0].new_zeros(())
+    norm_rec = candidate[0].new_zeros(())
+    norm_ref = candidate[0].new_zeros(())
+    for index, (rec, ref) in enumerate(zip(candidate, target, strict=True)):
+        w = 1.0 if weights is None else weights[index]
+        dot = dot + w * (rec * ref).sum()
+        norm_rec = norm_rec + w * rec.pow(2).sum()
+        norm_ref = norm_ref + w * ref.pow(2).sum()
+    return 1.0 - dot / (norm_rec.sqrt() * norm_ref.sqrt() + eps)
+
+
+def total_variation(
+    images: torch.Tensor,
+    *,
+    inner_exp: float = 1.0,
+    outer_exp: float = 1.0,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Total variation of a (B, C, H, W) batch, averaged over pixels.
+
+    Forward differences with a zero border, `mean((|dx| + eps)^p + (|dy| + eps)^p)^q`: the
+    definition of breaching 0.1.2 (p = q = 1 is anisotropic TV), so TV weights carry over.
+    """
+    dx = F.pad(images, (0, 1))[..., :, 1:] - images
+    dy = F.pad(images, (0, 0, 0, 1))[..., 1:, :] - images
+    per_pixel = (dx.abs() + eps).pow(inner_exp) + (dy.abs() + eps).pow(inner_exp)
+    return per_pixel.pow(outer_exp).mean()
+
+
+def batch_norm_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance of a BN layer's input, as BN computes them in train mode."""
+    dims = [0, *range(2, features.dim())]
+    mean = features.mean(dim=dims)
+    var = (features - mean.view(1, -1, *([1] * (features.dim() - 2)))).pow(2).mean(dim=dims)
+    return mean, var
+
+
+def bn_statistics_loss(
+    statistics: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    running: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    first_multiplier: float = 10.0,
+) -> torch.Tensor:
+    """GradInversion's batch-statistics prior: sum over BN layers of ||mu - mu_run|| + ||var - var_run||.
+
+    Args:
+        statistics: per BN layer, the candidate batch's (mean, var) of the layer input.
+        running: per BN layer, the model's (running_mean, running_var).
+        first_multiplier: weight of the first BN layer (10 in DeepInversion and breaching).
+    """
+    total = statistics[0][0].new_zeros(()) if statistics else torch.zeros(())
+    for index, ((mean, var), (run_mean, run_var)) in enumerate(zip(statistics, running, strict=True)):
+        w = first_multiplier if index == 0 else 1.0
+        total = total + w * (torch.linalg.vector_norm(mean - run_mean) + torch.linalg.vector_norm(var - run_var))
+    return total
+
+
+__all__ = [
+    "LAYER_WEIGHTINGS",
+    "batch_norm_statistics",
+    "bn_statistics_loss",
+    "cosine_distance",
+    "l2_distance",
+    "layer_weights",
+    "total_variation",
+]
