@@ -16,7 +16,10 @@ from flaudit.progress import set_quiet
 COMMAND_MODULES: tuple[str, ...] = (
     "audit.commands.validate",
     "audit.commands.run",
+    "audit.commands.attack",
     "audit.commands.semsim",
+    "audit.commands.audit",
+    "audit.commands.doctor",
 )
 
 

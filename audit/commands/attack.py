@@ -1,0 +1,65 @@
+"""`flaudit attack RUN_DIR`: invert the captured updates of a finished run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from attacks.registry import create_attack
+from audit.attack_step import attack_run
+from flaudit.errors import FlauditError
+from fl_sim.run_store import RunStore
+from fl_sim.scenario import AttackConfig, load_scenario
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "attack", help="attack the captured updates of a run",
+        description="Reconstruct the clients' batches from the captured updates of RUN_DIR. Writes "
+        "attacks/ATTACK/round_RRR/client_CCC/ with {i}_{label}_rec.png next to {i}_{label}_ori.png and a record.json. "
+        "Finished updates are kept unless --force.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--attack", help="attack name (default: the scenario's attack, else inverting_gradients)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="attack hyperparameter (JSON value), repeatable, e.g. --param iterations=300")
+    parser.add_argument("--rounds", type=int, nargs="+", help="rounds to attack (default: all captured)")
+    parser.add_argument("--clients", type=int, nargs="+", help="clients to attack (default: all captured)")
+    parser.add_argument("--known-labels", action="store_true", help="threat model: give the attack the true labels")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the attack's initialisations")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--force", action="store_true", help="re-attack updates that already have a reconstruction")
+    parser.set_defaults(func=_attack)
+
+
+def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
+    """The scenario's attack section, overridden by the command line."""
+    base = load_scenario(store.scenario_path).attack if store.scenario_path.exists() else None
+    base = base or AttackConfig()
+    name = args.attack or base.name
+    params = dict(base.params) if name == base.name else {}
+    for item in args.param:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise FlauditError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    create_attack(name, **params)  # fails here, with the allowed parameters, before any work
+    return AttackConfig(
+        name=name, params=params, known_labels=args.known_labels or (base.known_labels and name == base.name),
+        rounds=tuple(args.rounds) if args.rounds else base.rounds, clients=tuple(args.clients) if args.clients else base.clients,
+        seed=base.seed if args.seed is None else args.seed,
+    )
+
+
+def _attack(args: argparse.Namespace) -> int:
+    store = RunStore(args.run_dir)
+    if not store.capture_keys():
+        raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")
+    outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force)
+    done = sum(not o.skipped for o in outcomes)
+    print(f"{done} update(s) attacked, {len(outcomes) - done} already done: {store.root / 'attacks'}")
+    return 0
