@@ -22,6 +22,7 @@ PairCost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ALIGN_COSTS: Registry[PairCost] = Registry("alignment cost")
 ALIGN_COSTS.add("mse", lambda rec, ori: mse(rec, ori))
 ALIGN_COSTS.add("neg_ssim", lambda rec, ori: -ssim_auto(rec, ori))
+ALIGN_COSTS.add("ssim", ALIGN_COSTS.get("neg_ssim"))  # the scenario's `align_by: ssim`: maximise SSIM
 
 
 def cost_matrix(originals: torch.Tensor, reconstructions: torch.Tensor, *, cost: str | PairCost = "mse") -> torch.Tensor:

@@ -47,6 +47,12 @@ class WeightFile:
             f"be downloaded{why}; download {self.url} and put it at {self.path}"
         )
 
+    def not_cached_message(self) -> str:
+        return (
+            f"{self.purpose} {self.filename} is not cached; it downloads on first use where there is internet, "
+            f"else download {self.url} and put it at {self.path}"
+        )
+
     def ensure(self, *, download: bool = True) -> Path:
         """The local path of the file, downloading it first when missing and allowed.
 

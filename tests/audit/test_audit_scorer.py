@@ -120,3 +120,34 @@ def test_report_written(run_dir, audits) -> None:
     assert "lpips" in text and "put it at" in text  # unavailable, with the path
     for r in ROUNDS:
         assert (run_dir.root / "figures" / f"round_{r:03d}_dlg.png").is_file()
+
+
+def test_privacy_utility_table_and_plot(run_dir, audits, tmp_path) -> None:
+    from audit.sweep_table import sweep_point, write_privacy_utility
+
+    point = sweep_point(run_dir, name="gaussian-sigma-0.01", defense="gaussian", param="sigma", value=0.01)
+    assert point.final_accuracy == pytest.approx(0.8)
+    expected = sum(a.metrics["psnr"].mean for a in audits) / len(audits)
+    assert point.leakage["psnr"] == pytest.approx(expected)
+    assert point.worst["psnr"] == max(a.metrics["psnr"].worst for a in audits)
+    weaker = type(point)(**{**point.__dict__, "name": "gaussian-sigma-0", "value": 0.0, "final_accuracy": 0.9,
+                            "leakage": {**point.leakage, "psnr": point.leakage["psnr"] + 5}})
+    paths = write_privacy_utility([weaker, point], tmp_path)
+    md, table, plot = paths
+    assert "| gaussian-sigma-0.01 | gaussian | sigma | 0.01 | 0.8000 |" in md.read_text()
+    assert table.read_text().splitlines()[0].startswith("variant,defense,param,value,final_accuracy")
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_flaudit_audit_and_doctor_commands(run_dir, capsys) -> None:
+    from audit.cli import main
+
+    assert main(["-q", "audit", str(run_dir.root), "--metrics", "psnr,ssim,lpips", "--no-oracle", "--no-download"]) == 0
+    audits = read_round_audits(run_dir)
+    assert set(audits[0].metrics) == {"psnr", "ssim"} and "lpips" in audits[0].unavailable
+    assert (run_dir.root / "report.md").is_file()
+    assert main(["audit", str(run_dir.root), "--metrics", "bogus", "--no-oracle"]) == 2
+    assert "no metric 'bogus'" in capsys.readouterr().err
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "lpips" in out and "digits" in out and "cpu" in out
