@@ -74,7 +74,7 @@ def adam_batched(
     milestones = [int(iterations // 2.667), int(iterations // 1.6), int(iterations // 1.142)]
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1) if lr_decay else None
     best = x.detach().clone()
-    best_loss = torch.full((x.shape[0],), float("inf"), device=x.device)
+    best_loss = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)
     done = 0
     for _ in progress(range(iterations), desc=desc):
         loss, g = value_and_grad(x.detach())
@@ -155,7 +155,7 @@ def lbfgs_batched(
     prev_loss = x.new_zeros(restarts)
     count = torch.zeros(restarts, dtype=torch.long, device=x.device)
     best = x.clone()
-    best_loss = torch.full((restarts,), float("inf"), device=x.device)
+    best_loss = torch.full((restarts,), float("inf"), device=x.device, dtype=x.dtype)
     done = 0
     for _ in progress(range(steps), desc=desc):
         loss, g = value_and_grad(x)
