@@ -32,8 +32,11 @@ def mse(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         (B,) float64 mean of the squared pixel differences of each image.
     """
     _check_pair(preds, target)
-    diff = preds.to(torch.float64) - target.to(torch.float64)
-    return diff.pow(2).flatten(1).mean(dim=1)
+    if preds.dtype == torch.float64 or target.dtype == torch.float64:
+        diff = preds.to(torch.float64) - target.to(torch.float64)
+    else:
+        diff = preds.to(torch.float32) - target.to(torch.float32)  # differences of [0, 1] values are exact enough
+    return diff.square_().flatten(1).sum(dim=1, dtype=torch.float64) / diff[0].numel()
 
 
 def psnr(preds: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
@@ -113,21 +116,42 @@ def ssim(
             f"images of {height}x{width} pixels are smaller than the {kernel_size}x{kernel_size} SSIM window; "
             "pick a smaller window with ssim_window_for(height, width)"
         )
-    x = preds.to(torch.float64).reshape(batch * channels, 1, height, width)
-    y = target.to(torch.float64).reshape(batch * channels, 1, height, width)
-    window = gaussian_window(kernel_size=kernel_size, sigma=sigma).to(x.device)
-    # Separable filtering of the five moments in one pass: stack them as batch entries.
-    stack = torch.cat([x, y, x * x, y * y, x * y], dim=0)
-    filtered = F.conv2d(stack, window.view(1, 1, 1, -1))
-    filtered = F.conv2d(filtered, window.view(1, 1, -1, 1))
-    mu_x, mu_y, xx, yy, xy = filtered.chunk(5, dim=0)
-    var_x = xx - mu_x * mu_x
-    var_y = yy - mu_y * mu_y
-    cov = xy - mu_x * mu_y
+    # float32 images are filtered in float32 (errors ~1e-7, far below C2 = 9e-4; the BLAS
+    # products are twice as fast); float64 images stay in float64.
+    dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
+    x = preds.to(dtype).reshape(batch * channels, height, width)
+    y = target.to(dtype).reshape(batch * channels, height, width)
+    window = gaussian_window(kernel_size=kernel_size, sigma=sigma, dtype=dtype).to(x.device)
+    # Separable "valid" filtering as two matrix products with banded (Toeplitz) matrices: on
+    # CPU a batched BLAS product is several times faster than conv2d for these small images.
+    rows = _valid_filter_matrix(window, height)  # (H - k + 1, H)
+    cols_t = _valid_filter_matrix(window, width).T.contiguous()  # (W, W - k + 1)
+
+    def blur(m: torch.Tensor) -> torch.Tensor:
+        return rows @ (m @ cols_t)
+
+    mu_x, mu_y = blur(x), blur(y)
+    # In-place arithmetic on the filtered maps: this is memory-bound, so fewer temporaries is faster.
+    sigma_sum = blur(x * x).add_(blur(y * y))  # E[x²] + E[y²]
+    cov2 = blur(x * y).mul_(2)  # 2 E[xy]
+    mu_xy2 = (mu_x * mu_y).mul_(2)  # 2 μx μy
+    mu_sq = mu_x.square_().add_(mu_y.square_())  # μx² + μy²
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.reshape(batch, channels, -1).mean(dim=(1, 2))
+    numerator = cov2.sub_(mu_xy2).add_(c2).mul_(mu_xy2.add_(c1))  # (2σxy + C2)(2μxμy + C1)
+    denominator = sigma_sum.sub_(mu_sq).add_(c2).mul_(mu_sq.add_(c1))  # (σx² + σy² + C2)(μx² + μy² + C1)
+    ssim_map = numerator.div_(denominator)
+    return ssim_map.reshape(batch, -1).to(torch.float64).mean(dim=1)
+
+
+def _valid_filter_matrix(window: torch.Tensor, length: int) -> torch.Tensor:
+    """(length - k + 1, length) matrix whose row i holds the window at offset i (valid correlation)."""
+    k = window.shape[0]
+    out = torch.zeros(length - k + 1, length, dtype=window.dtype, device=window.device)
+    index = torch.arange(length - k + 1, device=window.device)
+    for offset in range(k):  # k taps (11), not a loop over images
+        out[index, index + offset] = window[offset]
+    return out
 
 
 def ssim_auto(preds: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
