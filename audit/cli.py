@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audit.commands.run",
     "audit.commands.attack",
     "audit.commands.semsim",
+    "audit.commands.study",
     "audit.commands.audit",
     "audit.commands.doctor",
 )

@@ -1,0 +1,90 @@
+"""A miniature of the metric study: the whole pipeline on digits in well under two minutes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from flaudit.errors import ScenarioError
+
+MINI = """
+name: mini
+seed: 0
+datasets: [digits]
+architectures:
+  - {name: lenet}
+  - {name: convnet, width: 4, bn: false}
+variants:
+  - {name: vanilla}
+  - {name: flip, kind: augment, policy: flip}
+  - {name: prune70, kind: prune, ratio: 0.7}
+  - {name: gauss, kind: gaussian, sigma: 0.001}
+attacks:
+  - {name: dlg, params: {iterations: 10, max_iter: 10}}
+  - {name: inverting_gradients, params: {iterations: 20}}
+images: 4
+attack_batch: 2
+classifier_epochs: 1
+oracle_epochs: 6
+holdout: attack
+semsim: {backbone: lenet, width: 4, input_size: 8, epochs: 2, batch_size: 16}
+n_boot: 50
+device: cpu
+"""
+
+
+def test_mini_study(tmp_path: Path) -> None:
+    from audit.study import load_study, run_study
+
+    path = tmp_path / "study.yaml"
+    path.write_text(MINI)
+    result = run_study(load_study(path), output=tmp_path / "out")
+    folder = result.folder
+    for name in ("results.md", "per_variant.csv", "per_image.jsonl", "annotations.jsonl", "correlations.json", "study.png"):
+        assert (folder / name).is_file(), name
+    rows = [json.loads(line) for line in (folder / "per_image.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 4 * 2 * 4  # architectures x variants x attacks x images
+    assert any(math.isfinite(r["semsim"]) for r in rows)
+    scored = {r["attack"] for r in rows if math.isfinite(r["semsim"])}
+    assert "NOT SCORED" in (folder / "results.md").read_text() or scored == {"dlg", "inverting_gradients"}
+    # Every model was attacked on the same images.
+    by_model: dict[tuple[str, str], set[int]] = {}
+    for r in rows:
+        by_model.setdefault((r["variant"], r["attack"]), set()).add(r["index"])
+    assert len({frozenset(v) for v in by_model.values()}) == 1
+    table = result.tables["digits"]
+    for metric in ("mse", "psnr", "ssim", "lpips", "fid", "oracle", "semsim"):
+        assert f"| {metric} |" in table
+    corr = json.loads((folder / "correlations.json").read_text())["digits"]
+    assert {c["metric"] for c in corr} >= {"semsim", "mse"} and all(c["n"] in (0, 8) or c["n"] <= 8 for c in corr)
+    # Leave-one-attack-out: one SemSim per held-out attack, each trained without it.
+    import torch
+
+    for attack in scored:
+        info = torch.load(folder / "semsim" / f"digits_without_{attack}.pt", weights_only=True)["info"]
+        assert info["attacks"] == sorted({"dlg", "inverting_gradients"} - {attack})
+
+
+def test_study_scenario_errors(tmp_path: Path) -> None:
+    from audit.study import load_study
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(MINI.replace("holdout: attack", "holdout: dataset"))
+    with pytest.raises(ScenarioError, match="holdout"):
+        load_study(path)
+    path.write_text(MINI + "colour: red\n")
+    with pytest.raises(ScenarioError, match="colour"):
+        load_study(path)
+    path.write_text(MINI.replace("policy: flip", "policy: swirl"))
+    with pytest.raises(ScenarioError, match=r"variants\[1\].policy"):
+        load_study(path)
+
+
+def test_shipped_scenario_loads() -> None:
+    from audit.study import load_study
+
+    scenario = load_study(Path(__file__).resolve().parents[2] / "scenarios" / "metric_study.yaml")
+    assert len(scenario.architectures) == 2 and len(scenario.variants) >= 6
