@@ -56,7 +56,7 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
 
 
 def test_imagenet_required_but_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    previous = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
     try:
         with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth"):
@@ -64,7 +64,7 @@ def test_imagenet_required_but_absent(tmp_path: Path, monkeypatch: pytest.Monkey
         _, init = build_backbone(BackboneSpec("resnet18", width=8), pretrained="auto")
         assert init == "scratch"
     finally:
-        torch.hub.set_dir(str(Path.home() / ".cache" / "torch" / "hub"))
+        torch.hub.set_dir(previous)
 
 
 def _checkpoint(tmp_path: Path) -> dict:  # type: ignore[type-arg]
