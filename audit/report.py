@@ -54,6 +54,8 @@ def format_value(value: float | None, digits: int = 3) -> str:
         return "–"
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
+    if value != 0 and abs(value) < 10 ** (-digits):
+        return f"{value:.{max(1, digits - 1)}e}"  # tiny MSEs of near-perfect reconstructions
     return f"{value:.{digits}f}"
 
 

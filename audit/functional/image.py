@@ -11,7 +11,6 @@ use_sample_covariance=False, data_range=1.0, channel_axis=...)` does.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _check_pair(preds: torch.Tensor, target: torch.Tensor) -> None:

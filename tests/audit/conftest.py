@@ -28,7 +28,7 @@ def digits_oracle(digits, tmp_path_factory):
 
     train_x, train_y, test_x, test_y = digits
     path = tmp_path_factory.mktemp("oracle") / "oracle_digits.safetensors"
-    return train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=12)
+    return train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=10, net_width=16)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -29,7 +29,7 @@ def test_oracle_cache_reused(digits, digits_oracle, tmp_path) -> None:
     path = tmp_path / "o.safetensors"
     digits_oracle.save(path)
     start = time.perf_counter()
-    again = train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=12)
+    again = train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=10, net_width=16)
     assert time.perf_counter() - start < 2.0
     assert torch.equal(again.predict(test_x), digits_oracle.predict(test_x))
     loaded = Oracle.load(path)
