@@ -294,6 +294,7 @@ def train_oracle(
     seed: int = 0,
     max_candidates: int = MAX_CANDIDATES,
     device: str | torch.device = "cpu",
+    cpu_threads: int | None = 1,
 ) -> Oracle:
     """Train the machine annotator on a clean training split, or load it from `cache_path`.
 
@@ -314,6 +315,10 @@ def train_oracle(
         seed: seed of initialisation, shuffling and augmentation.
         max_candidates: candidate classes shown per image.
         device: where to train.
+        cpu_threads: torch threads while training on CPU (restored afterwards). One by default:
+            the network and its batches are small, and on a busy machine OpenMP workers wait
+            on each other (digits: 8 s on one thread vs 180 s on two under a load of 9);
+            None keeps torch's setting.
 
     Returns:
         The trained (or cached) `Oracle`, in eval mode on `device`.
@@ -327,6 +332,22 @@ def train_oracle(
         if cfg.fingerprint == fingerprint and all(getattr(cfg, k) == v for k, v in settings.items()):
             return cached
 
+    previous_threads = torch.get_num_threads()
+    if cpu_threads is not None and torch.device(device).type == "cpu":
+        torch.set_num_threads(cpu_threads)
+    try:
+        return _train(train_images01, train_labels, num_classes=num_classes, cache_path=cache_path, mode=mode,
+                      val_images01=val_images01, val_labels=val_labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                      net_width=net_width, seed=seed, max_candidates=max_candidates, device=device, fingerprint=fingerprint)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    train_images01: torch.Tensor, train_labels: torch.Tensor, *, num_classes: int, cache_path: str | Path | None,
+    mode: OracleMode, val_images01: torch.Tensor | None, val_labels: torch.Tensor | None, epochs: int, batch_size: int,
+    lr: float, net_width: int, seed: int, max_candidates: int, device: str | torch.device, fingerprint: str,
+) -> Oracle:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     images = train_images01.detach().to(torch.float32).cpu()
