@@ -143,3 +143,26 @@ def test_frechet_distance_stable_for_singular_covariances() -> None:
     value = frechet_distance(mu1, s1, mu2, s2)
     assert np.isfinite(value) and value > 0
     assert abs(frechet_distance(mu1, s1, mu1, s1)) < 1e-3
+
+
+def test_fid_pipeline_with_a_stand_in_feature_network() -> None:
+    """`fid` = Fréchet distance of the network's features; checked with a tiny stand-in for Inception."""
+    from audit.functional import fid, fid_from_features, inception_features
+
+    class PoolFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pytorch-fid returns a list of blocks
+            return [(self.scale * torch.nn.functional.adaptive_avg_pool2d(x, 2)).flatten(1)[:, :, None, None]]
+
+    net = PoolFeatures()
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(32, 1, 16, 16, generator=g)
+    result = fid(real, real, model=net)
+    assert result.num_real == 32 and result.dims == 12 and abs(result.value) < 1e-6  # grayscale repeated to RGB
+    shifted = fid(real, (real + 0.3).clamp(0, 1), model=net)
+    feats = inception_features(real, model=net)
+    assert shifted.value > 0.05
+    assert fid_from_features(feats, feats).value == pytest.approx(0.0, abs=1e-6)
