@@ -65,7 +65,7 @@ def sweep_variants(scenario: Scenario) -> list[Variant]:
 
 
 def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verbose: bool,
-            audit_step: Callable[[RunStore, Scenario, str], Any] | None) -> RunStore:
+            audit: Callable[[RunStore, Scenario, str], Any] | None) -> RunStore:
     """Federation (skipped when `run_dir` already holds this scenario's finished federation), attack, audit."""
     store = RunStore(run_dir)
     text = dump_scenario(scenario)
@@ -83,9 +83,35 @@ def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verb
         from audit.attack_step import attack_run
 
         attack_run(store, scenario.attack, device=device, force=force)
-    if audit_step is not None:
-        audit_step(store, scenario, device)
+    if audit is not None:
+        audit(store, scenario, device)
     return store
+
+
+def audit_step(store: RunStore, scenario: Scenario, device: str, *, oracle_cache_dir: Path | None = None,
+               hparams: dict[str, float | str] | None = None) -> list[Any]:
+    """Score the run's reconstructions with the scenario's `audit:` settings (nothing to score without an attack)."""
+    if scenario.attack is None:
+        return []
+    from audit.commands.audit import audit_run
+
+    settings = scenario.audit
+    return audit_run(
+        store, metrics=settings.metrics, device=device, oracle=settings.oracle, oracle_cache_dir=oracle_cache_dir,
+        semsim_checkpoint=settings.semsim_checkpoint, align_cost=settings.align_by, hparams=hparams, quiet=is_quiet(),
+    )
+
+
+def write_sweep(root: Path, runs: list[tuple[Variant, RunStore]]) -> list[Path]:
+    """The privacy-utility table (markdown, CSV) and plot of a sweep's variants, in the sweep's root folder."""
+    from audit.sweep_table import sweep_point, write_privacy_utility
+
+    points = [
+        sweep_point(store, name=variant.name, defense=variant.axis.defense if variant.axis else None,
+                    param=variant.axis.param if variant.axis else None, value=variant.value)
+        for variant, store in runs
+    ]
+    return write_privacy_utility(points, root)
 
 
 def _clear_run(store: RunStore) -> None:

@@ -1,35 +1,20 @@
-"""The per-round table printed at the end of `flaudit run` and `flaudit audit`."""
+"""The per-round table printed at the end of `flaudit run`."""
 
 from __future__ import annotations
 
-import json
-
+from audit.report import format_value, round_table
+from audit.scorer import read_round_audits
 from fl_sim.run_store import RunStore
 
 
-def round_table(store: RunStore) -> str:
-    """Accuracy and loss per round, with each attack's mean/worst leakage where the audit has run."""
+def print_summary(store: RunStore) -> None:
+    """Print the audit's per-round table per attack, or the accuracy per round when nothing was attacked."""
+    audits = read_round_audits(store) if (store.root / "rounds.jsonl").exists() else []
+    if audits:
+        for attack in sorted({a.attack for a in audits}):
+            print(f"\n{store.root} — {attack}\n" + round_table([a for a in audits if a.attack == attack]))
+        return
     history = store.read_history() if store.history_path.exists() else {"rounds": []}
-    leakage: dict[int, dict[str, float]] = {}
-    rounds_file = store.root / "rounds.jsonl"
-    columns: list[str] = []
-    if rounds_file.exists():
-        for line in rounds_file.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            row = leakage.setdefault(int(record["round"]), {})
-            for name in ("psnr", "ssim", "lpips", "oracle", "semsim"):
-                for stat in ("mean", "worst"):
-                    value = record.get(f"{name}_{stat}", record.get("metrics", {}).get(name, {}).get(stat) if isinstance(record.get("metrics"), dict) else None)
-                    if isinstance(value, (int, float)):
-                        column = f"{record.get('attack', '')}:{name}_{stat}"
-                        row[column] = float(value)
-                        if column not in columns:
-                            columns.append(column)
-    header = ["round", "accuracy", "loss", *columns]
-    lines = [" | ".join(header), " | ".join("---" for _ in header)]
-    for record in history.get("rounds", []):
-        r = int(record["round"])
-        cells = [str(r), f"{record['accuracy']:.4f}", f"{record['loss']:.4f}"]
-        cells += [f"{leakage.get(r, {}).get(c):.3f}" if c in leakage.get(r, {}) else "" for c in columns]
-        lines.append(" | ".join(cells))
-    return "\n".join(lines)
+    lines = ["| round | accuracy | loss |", "|---|---|---|"]
+    lines += [f"| {r['round']} | {format_value(r['accuracy'], 4)} | {format_value(r['loss'], 4)} |" for r in history["rounds"]]
+    print(f"\n{store.root}\n" + "\n".join(lines))

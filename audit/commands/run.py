@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
-from audit.pipeline import default_run_dir, load_checked_scenario, run_one, sweep_variants
-from audit.summary import round_table
+from audit.pipeline import audit_step, default_run_dir, load_checked_scenario, run_one, sweep_variants, write_sweep
+from audit.summary import print_summary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,27 +30,22 @@ def _run(args: argparse.Namespace) -> int:
     root = args.run_dir or default_run_dir(scenario)
     device = args.device or scenario.device
     variants = sweep_variants(scenario)
-    audit_step = None if args.no_audit else _audit_step()
+    sweep = len(variants) > 1
     started = time.perf_counter()
     stores = []
     for variant in variants:
-        run_dir = root if len(variants) == 1 else root / variant.name
-        if len(variants) > 1 and not args.quiet:
+        run_dir = root / variant.name if sweep else root
+        if sweep and not args.quiet:
             print(f"== variant {variant.name} -> {run_dir}")
-        store = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit_step=audit_step)
+        hparams = {"sweep/value": variant.value} if variant.value is not None else None
+        # The variants of a sweep share one oracle: it depends on the dataset only.
+        audit = None if args.no_audit else functools.partial(audit_step, oracle_cache_dir=root / "cache" if sweep else None, hparams=hparams)
+        store = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit=audit)
         stores.append((variant, store))
         if not args.quiet:
-            print(round_table(store))
-    if len(variants) > 1 and audit_step is not None:
-        from audit.sweep import write_sweep
-
+            print_summary(store)
+    if sweep and not args.no_audit and scenario.attack is not None:
         for path in write_sweep(root, stores):
             print(f"wrote {path}")
     print(f"done in {time.perf_counter() - started:.1f} s: {root}")
     return 0
-
-
-def _audit_step():  # type: ignore[no-untyped-def]
-    from audit.steps import audit_step
-
-    return audit_step
