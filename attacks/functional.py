@@ -15,7 +15,7 @@ GradInversion's prior.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -98,11 +98,12 @@ class ClientModel:
         return loss, stats
 
     def gradient(
-        self, images: torch.Tensor, labels: torch.Tensor
+        self, images: torch.Tensor, labels: torch.Tensor, *, autograd: bool = False
     ) -> tuple[tuple[torch.Tensor, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
         """The client's FedSGD gradient of the mean cross-entropy, and the BN input statistics.
 
-        Differentiable w.r.t. `images` and `labels` (soft labels), under any outer transform.
+        Differentiable w.r.t. `images` and `labels` (soft labels), under any outer transform
+        (`autograd=False`, torch.func) or under plain autograd (`autograd=True`, create_graph).
         """
         trainable = {name: self.params[name] for name in self.names}
         frozen = {name: p for name, p in self.params.items() if name not in trainable}
@@ -112,8 +113,23 @@ class ClientModel:
         ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
             return self._loss_and_stats({**frozen, **p}, images, labels)
 
-        grads, stats = grad(loss_fn, has_aux=True)(trainable)
+        grads, stats = self._grad(loss_fn, trainable, autograd=autograd)
         return tuple(grads[name] for name in self.names), stats
+
+    @staticmethod
+    def _grad(
+        loss_fn: Callable[..., tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]],
+        params: dict[str, torch.Tensor],
+        *,
+        autograd: bool,
+    ) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+        if not autograd:
+            return grad(loss_fn, has_aux=True)(params)
+        # Plain autograd (one restart, no transform): fewer layers of dispatch than torch.func.
+        leaves = {name: p if p.requires_grad else p.detach().requires_grad_(True) for name, p in params.items()}
+        loss, stats = loss_fn(leaves)
+        grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+        return dict(zip(leaves, grads, strict=True)), stats
 
     def fedavg_delta(
         self,
@@ -123,6 +139,7 @@ class ClientModel:
         local_steps: int,
         learning_rate: float,
         batch_size: int,
+        autograd: bool = False,
     ) -> tuple[tuple[torch.Tensor, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
         """`w_sent - w_after` for `local_steps` SGD steps over consecutive mini-batches of `images`.
 
@@ -146,7 +163,7 @@ class ClientModel:
             ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
                 return self._loss_and_stats({**frozen, **p}, xb, yb)
 
-            grads, stats = grad(loss_fn, has_aux=True)(current)
+            grads, stats = self._grad(loss_fn, current, autograd=autograd)
             if step == 0:
                 first_stats = stats
             current = {name: current[name] - learning_rate * grads[name] for name in self.names}

@@ -25,7 +25,15 @@ from attacks.functional import (
     observed_target,
 )
 from attacks.labels import batch_labels, idlg_label
-from attacks.objectives import bn_statistics_loss, cosine_distance, l2_distance, layer_weights, total_variation
+from attacks.objectives import (
+    bn_statistics_loss,
+    element_weights,
+    flat_cosine_distance,
+    flat_l2_distance,
+    flatten_gradients,
+    layer_weights,
+    total_variation,
+)
 from flaudit.errors import FlauditError
 
 
@@ -97,6 +105,9 @@ class MatchingProblem:
                 "use inverting_gradients for models without BatchNorm"
             )
         self.weights = layer_weights(len(target), scheme=terms.layer_weighting)
+        # Flattened once: the distance is then a handful of ops per evaluation, not a few per tensor.
+        self.flat_target = flatten_gradients(target)
+        self.flat_weights = None if terms.layer_weighting == "equal" else element_weights(target, self.weights)
         mean, std = normalization(view)
         # The box: the normalised images of [0, 1] pixels.
         self.low = (0.0 - mean) / std
@@ -105,13 +116,17 @@ class MatchingProblem:
     def image_shape(self, count: int) -> tuple[int, ...]:
         return (count, *self.view.meta.input_shape)
 
-    def objective(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss of one candidate batch (B, C, H, W) with labels (B,) or label logits (B, K)."""
+    def objective(self, images: torch.Tensor, labels: torch.Tensor, *, autograd: bool = False) -> torch.Tensor:
+        """The loss of one candidate batch (B, C, H, W) with labels (B,) or label logits (B, K).
+
+        `autograd=True` builds the client's gradient with plain autograd (for one restart
+        outside any torch.func transform); the value is the same.
+        """
         meta = self.view.meta
         if self.terms.soft_labels:
             labels = torch.softmax(labels, dim=-1)
         if meta.protocol == "fedsgd":
-            simulated, stats = self.client.gradient(images, labels)
+            simulated, stats = self.client.gradient(images, labels, autograd=autograd)
         else:
             simulated, stats = self.client.fedavg_delta(
                 images,
@@ -119,11 +134,13 @@ class MatchingProblem:
                 local_steps=meta.local_steps,
                 learning_rate=meta.learning_rate,
                 batch_size=meta.batch_size,
+                autograd=autograd,
             )
+        flat = flatten_gradients(simulated)
         if self.terms.distance == "l2":
-            loss = l2_distance(simulated, self.target, weights=self.weights)
+            loss = flat_l2_distance(flat, self.flat_target, weights=self.flat_weights)
         else:
-            loss = cosine_distance(simulated, self.target, weights=self.weights)
+            loss = flat_cosine_distance(flat, self.flat_target, weights=self.flat_weights)
         if self.terms.tv > 0:
             loss = loss + self.terms.tv * total_variation(images)
         if self.terms.bn > 0:
@@ -141,23 +158,26 @@ class MatchingProblem:
         With `labels=None` (joint labels): (x, label_logits (R, B, K)) -> (loss, (grad_x, grad_labels)).
         """
         if labels is None:
-            joint = grad_and_value(self.objective, argnums=(0, 1))
-            joint_batched = vmap(joint, in_dims=(0, 0))
+            joint_batched = vmap(grad_and_value(self.objective, argnums=(0, 1)), in_dims=(0, 0))
 
             def step_joint(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
-                if x.shape[0] == 1:  # vmap over one restart is pure overhead
-                    (gx, gy), value = joint(x[0], y[0])
-                    return value.unsqueeze(0), (gx.unsqueeze(0), gy.unsqueeze(0))
+                if x.shape[0] == 1:  # one restart: vmap is pure overhead, plain autograd is leaner
+                    xi = x[0].detach().requires_grad_(True)
+                    yi = y[0].detach().requires_grad_(True)
+                    value = self.objective(xi, yi, autograd=True)
+                    gx, gy = torch.autograd.grad(value, [xi, yi])
+                    return value.detach().unsqueeze(0), (gx.unsqueeze(0), gy.unsqueeze(0))
                 return _swap(joint_batched(x, y))
 
             return step_joint
-        fixed = grad_and_value(self.objective, argnums=0)
-        fixed_batched = vmap(fixed, in_dims=(0, None))
+        fixed_batched = vmap(grad_and_value(self.objective, argnums=0), in_dims=(0, None))
 
         def step_fixed(x: torch.Tensor) -> tuple[torch.Tensor, object]:
             if x.shape[0] == 1:
-                gx, value = fixed(x[0], labels)
-                return value.unsqueeze(0), gx.unsqueeze(0)
+                xi = x[0].detach().requires_grad_(True)
+                value = self.objective(xi, labels, autograd=True)
+                (gx,) = torch.autograd.grad(value, [xi])
+                return value.detach().unsqueeze(0), gx.unsqueeze(0)
             return _swap(fixed_batched(x, labels))
 
         return step_fixed

@@ -74,6 +74,35 @@ def cosine_distance(
     return 1.0 - dot / (norm_rec.sqrt() * norm_ref.sqrt() + eps)
 
 
+def flatten_gradients(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One flat vector of a gradient tuple (fewer, larger ops: what the batched attack loop wants)."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def element_weights(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """Per-tensor weights spread to a flat per-element vector matching `flatten_gradients`."""
+    return torch.cat(
+        [torch.full((t.numel(),), float(w), dtype=t.dtype, device=t.device) for t, w in zip(tensors, weights, strict=True)]
+    )
+
+
+def flat_l2_distance(candidate: torch.Tensor, target: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """`l2_distance` on flattened gradients with per-element weights."""
+    diff = (candidate - target).pow(2)
+    return (diff if weights is None else diff * weights).sum()
+
+
+def flat_cosine_distance(
+    candidate: torch.Tensor, target: torch.Tensor, *, weights: torch.Tensor | None = None, eps: float = 1e-12
+) -> torch.Tensor:
+    """`cosine_distance` on flattened gradients with per-element weights."""
+    weighted = candidate if weights is None else candidate * weights
+    dot = (weighted * target).sum()
+    norm_rec = (weighted * candidate).sum()
+    norm_ref = (target.pow(2) if weights is None else target.pow(2) * weights).sum()
+    return 1.0 - dot / (norm_rec.sqrt() * norm_ref.sqrt() + eps)
+
+
 def total_variation(
     images: torch.Tensor,
     *,
@@ -125,6 +154,10 @@ __all__ = [
     "batch_norm_statistics",
     "bn_statistics_loss",
     "cosine_distance",
+    "element_weights",
+    "flat_cosine_distance",
+    "flat_l2_distance",
+    "flatten_gradients",
     "l2_distance",
     "layer_weights",
     "total_variation",

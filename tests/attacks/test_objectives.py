@@ -44,3 +44,16 @@ def test_bn_statistics() -> None:
     assert float(bn_statistics_loss([(mean, var)], [(mean, var)])) == 0.0
     off = bn_statistics_loss([(mean + 1, var)], [(mean, var)], first_multiplier=10.0)
     assert torch.isclose(off, torch.tensor(10.0 * 3**0.5))
+
+
+def test_flat_distances_match_per_tensor() -> None:
+    from attacks.objectives import element_weights, flat_cosine_distance, flat_l2_distance, flatten_gradients
+
+    g = torch.Generator().manual_seed(0)
+    a = (torch.randn(3, 4, generator=g), torch.randn(5, generator=g))
+    b = (torch.randn(3, 4, generator=g), torch.randn(5, generator=g))
+    w = (2.0, 0.5)
+    fa, fb, fw = flatten_gradients(a), flatten_gradients(b), element_weights(a, w)
+    assert torch.isclose(flat_l2_distance(fa, fb, weights=fw), l2_distance(a, b, weights=w))
+    assert torch.isclose(flat_cosine_distance(fa, fb, weights=fw), cosine_distance(a, b, weights=w))
+    assert torch.isclose(flat_cosine_distance(fa, fb), cosine_distance(a, b))

@@ -1,0 +1,85 @@
+"""Reference runs of breaching 0.1.2's Inverting Gradients, on flaudit's cases (run in a separate venv).
+
+breaching is not a dependency: install it apart, e.g.
+    python -m venv --system-site-packages /tmp/breachenv
+    /tmp/breachenv/bin/pip install --no-deps breaching==0.1.2 && /tmp/breachenv/bin/pip install "hydra-core>=1.1"
+and run  PYTHONPATH=. /tmp/breachenv/bin/python benchmarks/attack_breaching_ref.py --mode speed|quality
+Prints one JSON object per line, read by attack_speed.py and attack_quality.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("FLAUDIT_QUIET", "1")
+
+from attack_common import meta_for, photo, psnr  # noqa: E402
+
+from attacks.simulate import fedsgd_view  # noqa: E402
+from fl_sim.models import ModelSpec, build_model  # noqa: E402
+
+
+def breaching_ig(model, view, label, *, iterations: int, tv: float, seed: int):
+    import breaching
+
+    logging.getLogger("breaching").setLevel(logging.WARNING)
+    cfg = breaching.get_attack_config(
+        "invertinggradients",
+        overrides=[f"optim.max_iterations={iterations}", f"regularization.total_variation.scale={tv}", "optim.callback=100000"],
+    )
+    setup = dict(device=torch.device("cpu"), dtype=torch.float)
+    attacker = breaching.attacks.prepare_attack(model, torch.nn.CrossEntropyLoss(), cfg, setup)
+    metadata = SimpleNamespace(shape=(3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), modality="vision", classes=10)
+    payload = [dict(parameters=[p.detach() for p in view.model.parameters()], buffers=None, metadata=metadata)]
+    shared = [
+        dict(
+            gradients=[g.clone() for g in view.update.values()],
+            buffers=None,
+            metadata=dict(num_data_points=1, labels=label.clone(), local_hyperparams=None),
+        )
+    ]
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    rec, _ = attacker.reconstruct(payload, shared, {}, dryrun=False)
+    elapsed = time.perf_counter() - start
+    images = (rec["data"] * 0.5 + 0.5).clamp(0, 1)
+    return images, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("speed", "quality"), default="speed")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--tv", type=float, default=0.2)
+    parser.add_argument("--photos", default="astronaut")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for index, name in enumerate(args.photos.split(",")):
+        model = build_model(ModelSpec("lenet", 10, 3, 32), seed=index)
+        x = photo(name)[None]
+        label = torch.tensor([index % 10])
+        view = fedsgd_view(model, x, label, meta_for(1))
+        if args.mode == "speed":
+            breaching_ig(model, view, label, iterations=10, tv=args.tv, seed=index)  # warm-up
+        images, elapsed = breaching_ig(model, view, label, iterations=args.iterations, tv=args.tv, seed=index)
+        print(
+            json.dumps(
+                dict(photo=name, iterations=args.iterations, tv=args.tv, seconds=elapsed,
+                     ms_per_iteration=1000 * elapsed / args.iterations, psnr_db=psnr(images, x))
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
