@@ -39,7 +39,7 @@ def leakiest_pairs(store: RunStore, audit: RoundAudit, *, max_images: int = 8) -
     return ori[order], rec[order], scores[order]
 
 
-def pair_grid(originals: torch.Tensor, reconstructions: torch.Tensor, *, min_side: int = 32) -> torch.Tensor:
+def pair_grid(originals: torch.Tensor, reconstructions: torch.Tensor, *, min_side: int = 64) -> torch.Tensor:
     """(3, H, W) grid: originals in the top row, their reconstructions below; tiny images enlarged (nearest)."""
     images = torch.cat([originals, reconstructions]).to(torch.float32).clamp(0, 1)
     side = min(images.shape[-2:])

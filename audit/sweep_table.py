@@ -152,6 +152,8 @@ def privacy_utility_plot(points: Sequence[SweepPoint], path: str | Path) -> Path
             if not xs:
                 continue
             ax.plot(xs, ys, marker="o", label=f"{defense} {param}".strip())
+            if min(xs) > 0 and max(xs) / min(xs) > 1e3:
+                ax.set_xscale("log")  # MSE spans orders of magnitude between weak and strong defenses
             for x, y, label in zip(xs, ys, labels):
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
         higher = next((p.higher_is_leakier.get(panel) for p in points if panel in p.higher_is_leakier), True)
