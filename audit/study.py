@@ -114,40 +114,6 @@ class StudyScenario:
     device: str = "auto"
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from a YAML mapping, failing on unknown keys and wrong types with the key path."""
-    if not isinstance(data, Mapping):
-        raise ScenarioError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    values: dict[str, Any] = {}
-    nested = {"architectures": ArchitectureConfig, "variants": VariantConfig, "attacks": AttackConfig}
-    for key, value in data.items():
-        path = f"{where}.{key}"
-        if cls is StudyScenario and key in nested:
-            if not isinstance(value, list) or not value:
-                raise ScenarioError(f"{path}: expected a non-empty list")
-            values[key] = tuple(_build(nested[key], item, f"{path}[{i}]") for i, item in enumerate(value))
-        elif key == "datasets":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ScenarioError(f"{path}: expected a list of dataset names")
-            values[key] = tuple(value)
-        elif key in ("params", "semsim"):
-            if not isinstance(value, Mapping):
-                raise ScenarioError(f"{path}: expected a mapping")
-            values[key] = dict(value)
-        else:
-            expected = known[key].type
-            if "int" in str(expected) and "float" not in str(expected) and not (isinstance(value, int) and not isinstance(value, bool)) and value is not None:
-                raise ScenarioError(f"{path}: expected an integer, got {value!r}")
-            if "float" in str(expected) and not isinstance(value, (int, float)):
-                raise ScenarioError(f"{path}: expected a number, got {value!r}")
-            values[key] = value
-    return cls(**values)
-
-
 def load_study(path: str | Path) -> StudyScenario:
     """Read and validate a study scenario YAML.
 
@@ -155,16 +121,12 @@ def load_study(path: str | Path) -> StudyScenario:
         ScenarioError: the file is missing, not YAML, or a key/value is not allowed (the
             message names the file, the key path and what is allowed).
     """
-    import yaml
+    from fl_sim.scenario import parse_yaml_as
 
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(f"{path}: study scenario not found; start from scenarios/metric_study.yaml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ScenarioError(f"{path}: not valid YAML ({err})") from None
-    scenario = _build(StudyScenario, data, str(path))
+    scenario = parse_yaml_as(StudyScenario, path.read_text(encoding="utf-8"), source=str(path))
     _validate(scenario, str(path))
     return scenario
 

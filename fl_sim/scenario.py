@@ -14,13 +14,15 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
 from defenses.registry import validate_defense
 from flaudit.errors import ScenarioError
 from flaudit.registry import closest
+
+T = TypeVar("T")
 
 
 class _Loader(yaml.SafeLoader):
@@ -203,16 +205,28 @@ def load_scenario(path: str | Path) -> Scenario:
     Raises:
         ScenarioError: the file is missing, not YAML, or breaks a rule (names the file and key path).
     """
-    path = Path(path)
+    return parse_scenario(read_text(path), source=str(path))
+
+
+def read_text(path: str | Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
-    return parse_scenario(text, source=str(path))
 
 
 def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     """Validate scenario YAML text (see `load_scenario`)."""
+    return _check_names(parse_yaml_as(Scenario, text, source=source), source)
+
+
+def parse_yaml_as(cls: type[T], text: str, *, source: str) -> T:
+    """Parse YAML text into the frozen dataclass `cls` (nested dataclasses, tuples, literals, ranges).
+
+    Raises:
+        ScenarioError: not YAML, not a mapping, unknown key (with the nearest valid one), wrong type,
+            value out of range; the message names `source` and the key path.
+    """
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
@@ -221,8 +235,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
         data = {}
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
-    scenario = _build(Scenario, data, source, "")
-    return _check_names(scenario, source)
+    return _build(cls, data, source, "")
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
