@@ -11,7 +11,10 @@ Cases (all FedSGD, mean cross-entropy, the model in train mode at the client):
     estimated from 512 photo crops (train-mode passes), batch of 4 crops, known labels.
   * defenses: the DLG case with defenses.prune(ratio=0.9) and defenses.gaussian(sigma=0.1).
 
-Run: PYTHONPATH=. python benchmarks/attack_quality.py [--only dlg,idlg,labels,ig,gradinversion,defenses,analytic]
+  * breaching (only when asked): inverting_gradients with TV 0.2 vs breaching 0.1.2's
+    invertinggradients on the same LeNet case, 2,000 iterations (breaching in a separate venv).
+
+Run: PYTHONPATH=. python benchmarks/attack_quality.py [--only analytic,labels,dlg,idlg,ig,gradinversion,defenses,breaching]
 """
 
 from __future__ import annotations
@@ -166,6 +169,37 @@ def bench_defenses() -> None:
         print(f"defense {name}: idlg psnr_db {value:.1f} vs {base:.1f} undefended, drop {base - value:.1f} dB (target >= 10)")
 
 
+def bench_vs_breaching(photos: tuple[str, ...] = ("astronaut",), iterations: int = 2000, tv: float = 0.2) -> None:
+    """inverting_gradients with breaching's defaults (TV 0.2) vs breaching 0.1.2 on the same inputs (separate venv)."""
+    import json
+    import subprocess
+
+    python = os.environ.get("BREACHING_PYTHON", "/tmp/breachenv/bin/python")
+    ours = []
+    for index, name in enumerate(photos):
+        x, label, view = _dlg_case(index, name)
+        rec = create_attack("inverting_gradients", iterations=iterations, tv=tv).reconstruct(
+            view, generator=_gen(index), labels=label
+        )
+        ours.append(psnr(rec.images, x))
+        print(f"inverting_gradients tv {tv} {name}: psnr_db {ours[-1]:.2f}  {rec.wall_time_s:.0f}s")
+    if not os.path.exists(python):
+        print(f"breaching: not measured: no venv at {python} (see benchmarks/attack_breaching_ref.py)")
+        return
+    script = os.path.join(os.path.dirname(__file__), "attack_breaching_ref.py")
+    proc = subprocess.run(
+        [python, script, "--mode", "quality", "--iterations", str(iterations), "--tv", str(tv), "--photos", ",".join(photos)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=3000,
+    )
+    theirs = [json.loads(line)["psnr_db"] for line in proc.stdout.splitlines() if line.startswith("{")]
+    if len(theirs) != len(photos):
+        print(f"breaching: run failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+        return
+    for name, a, b in zip(photos, ours, theirs):
+        print(f"{name}: flaudit {a:.2f} dB vs breaching {b:.2f} dB (diff {a - b:+.2f}; target within 1 dB)")
+    print(f"mean: flaudit {sum(ours) / len(ours):.2f} dB vs breaching {sum(theirs) / len(theirs):.2f} dB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="analytic,labels,dlg,idlg,ig,gradinversion,defenses")
@@ -189,6 +223,8 @@ def main() -> None:
         bench_gradinversion()
     if "defenses" in chosen:
         bench_defenses()
+    if "breaching" in chosen:
+        bench_vs_breaching()
     print(f"total time: {time.perf_counter() - start:.0f}s")
 
 
