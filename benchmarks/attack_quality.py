@@ -61,17 +61,20 @@ def _dlg_case(index: int, name: str, defense=None):
     return x, label, fedsgd_view(model, x, label, meta_for(1), defense=defense)
 
 
-def bench_dlg(attack: str, photos: tuple[str, ...] = DLG_PHOTOS) -> list[float]:
+def bench_dlg(attack: str, photos: tuple[str, ...] = DLG_PHOTOS, iterations: int = 300) -> list[float]:
     values = []
     for index, name in enumerate(photos):
         x, label, view = _dlg_case(index, name)
-        rec = create_attack(attack, iterations=300).reconstruct(view, generator=_gen(index))
+        rec = create_attack(attack, iterations=iterations).reconstruct(view, generator=_gen(index))
         values.append(psnr(rec.images, x))
         print(
             f"{attack} {name}: psnr_db {values[-1]:.1f}  label {rec.labels.tolist()} (true {label.tolist()})  "
             f"loss {min(rec.restart_losses):.2e}  {rec.wall_time_s:.0f}s"
         )
-    print(f"{attack} psnr_db mean {sum(values) / len(values):.1f} min {min(values):.1f} (target >= 30 within 300 L-BFGS iterations)")
+    print(
+        f"{attack} psnr_db mean {sum(values) / len(values):.1f} min {min(values):.1f} after {iterations} L-BFGS "
+        "iterations (target >= 30 within 300)"
+    )
     return values
 
 
@@ -154,18 +157,18 @@ def bench_gradinversion(iterations: int = 1000, tv: float = 1e-2, cases: int = 2
     )
 
 
-def bench_defenses() -> None:
+def bench_defenses(iterations: int = 300) -> None:
     from defenses import gaussian, prune
 
     x, label, view = _dlg_case(0, DLG_PHOTOS[0])
-    base = psnr(create_attack("idlg", iterations=300).reconstruct(view, generator=_gen(0)).images, x)
+    base = psnr(create_attack("idlg", iterations=iterations).reconstruct(view, generator=_gen(0)).images, x)
     rows = {
         "prune 0.9": lambda u: prune(u, ratio=0.9),
         "gaussian 0.1": lambda u: gaussian(u, sigma=0.1, generator=_gen(5)),
     }
     for name, defense in rows.items():
         _, _, defended = _dlg_case(0, DLG_PHOTOS[0], defense=defense)
-        value = psnr(create_attack("idlg", iterations=300).reconstruct(defended, generator=_gen(0)).images, x)
+        value = psnr(create_attack("idlg", iterations=iterations).reconstruct(defended, generator=_gen(0)).images, x)
         print(f"defense {name}: idlg psnr_db {value:.1f} vs {base:.1f} undefended, drop {base - value:.1f} dB (target >= 10)")
 
 
@@ -204,6 +207,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="analytic,labels,dlg,idlg,ig,gradinversion,defenses")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dlg-photos", default=",".join(DLG_PHOTOS))
+    parser.add_argument("--dlg-iterations", type=int, default=300)
+    parser.add_argument("--ig-photos", default="astronaut,chelsea,coffee")
+    parser.add_argument("--gi-iterations", type=int, default=1000)
+    parser.add_argument("--gi-cases", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     chosen = args.only.split(",")
@@ -214,15 +222,15 @@ def main() -> None:
         bench_idlg_labels()
         bench_batch_labels()
     if "dlg" in chosen:
-        bench_dlg("dlg")
+        bench_dlg("dlg", tuple(args.dlg_photos.split(",")), args.dlg_iterations)
     if "idlg" in chosen:
-        bench_dlg("idlg")
+        bench_dlg("idlg", tuple(args.dlg_photos.split(",")), args.dlg_iterations)
     if "ig" in chosen:
-        bench_ig()
+        bench_ig(tuple(args.ig_photos.split(",")))
     if "gradinversion" in chosen:
-        bench_gradinversion()
+        bench_gradinversion(iterations=args.gi_iterations, cases=args.gi_cases)
     if "defenses" in chosen:
-        bench_defenses()
+        bench_defenses(args.dlg_iterations)
     if "breaching" in chosen:
         bench_vs_breaching()
     print(f"total time: {time.perf_counter() - start:.0f}s")
