@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--ig-photos", default="astronaut,chelsea,coffee")
     parser.add_argument("--gi-iterations", type=int, default=1000)
     parser.add_argument("--gi-cases", type=int, default=2)
+    parser.add_argument("--breaching-iterations", type=int, default=2000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     chosen = args.only.split(",")
@@ -232,7 +233,7 @@ def main() -> None:
     if "defenses" in chosen:
         bench_defenses(args.dlg_iterations)
     if "breaching" in chosen:
-        bench_vs_breaching()
+        bench_vs_breaching(iterations=args.breaching_iterations)
     print(f"total time: {time.perf_counter() - start:.0f}s")
 
 
