@@ -315,7 +315,12 @@ def run_study(scenario: StudyScenario, *, output: str | Path | None = None) -> S
                         probs = torch.softmax(oracle.logits(aligned).cpu(), dim=1)
                         cands = candidate_classes(y, num_classes=bundle.num_classes, keys=pick[sl])
                         cand_probs = probs.gather(1, cands)
-                        confidence = (cand_probs * (cands == y.unsqueeze(1))).sum(1) / cand_probs.sum(1)
+                        # The annotator's belief in the true class among what a person is offered:
+                        # the candidates and, when the oracle has one, "unrecognisable".
+                        offered = cand_probs.sum(1)
+                        if oracle.reject_index is not None:
+                            offered = offered + probs[:, oracle.reject_index]
+                        confidence = (cand_probs * (cands == y.unsqueeze(1))).sum(1) / offered
                         recognised = oracle.recognised(aligned, y, originals01=x, keys=pick[sl])
                         lpips_values = None
                         if "lpips" in nets:
