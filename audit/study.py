@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fl_sim.scenario import bounds
 from flaudit.errors import FlauditError, ScenarioError, WeightsUnavailableError
 from flaudit.io import atomic_write_json, atomic_write_text
 from flaudit.progress import progress
@@ -97,20 +98,20 @@ class StudyScenario:
 
     name: str = "metric-study"
     output: str = "runs/study"
-    seed: int = 0
+    seed: int = field(default=0, metadata=bounds(0))
     datasets: tuple[str, ...] = ("digits",)
     architectures: tuple[ArchitectureConfig, ...] = (ArchitectureConfig("lenet"), ArchitectureConfig("convnet", width=8))
     variants: tuple[VariantConfig, ...] = (VariantConfig("vanilla"),)
     attacks: tuple[AttackConfig, ...] = (AttackConfig("dlg", {"iterations": 30}),)
-    images: int = 16
-    attack_batch: int = 4
-    classifier_epochs: int = 2
-    classifier_lr: float = 0.05
-    oracle_epochs: int = 15
+    images: int = field(default=16, metadata=bounds(1))
+    attack_batch: int = field(default=4, metadata=bounds(1))
+    classifier_epochs: int = field(default=2, metadata=bounds(1))
+    classifier_lr: float = field(default=0.05, metadata=bounds(0.0, low_open=True))
+    oracle_epochs: int = field(default=15, metadata=bounds(1))
     holdout: str = "attack"
     semsim: Mapping[str, Any] = field(default_factory=dict)
     human_annotations: str | None = None
-    n_boot: int = 1000
+    n_boot: int = field(default=1000, metadata=bounds(1))
     device: str = "auto"
 
 
@@ -135,32 +136,32 @@ def _validate(s: StudyScenario, where: str) -> None:
     from semsim.train import TrainConfig
 
     if s.holdout not in ("attack", "architecture"):
-        raise ScenarioError(f"{where}.holdout: {s.holdout!r}; allowed: attack, architecture")
+        raise ScenarioError(f"{where}: holdout: {s.holdout!r}; allowed: attack, architecture")
     groups = len(s.attacks) if s.holdout == "attack" else len(s.architectures)
     if groups < 2:
-        raise ScenarioError(f"{where}.holdout: leave-one-{s.holdout}-out needs at least two {s.holdout}s")
+        raise ScenarioError(f"{where}: holdout: leave-one-{s.holdout}-out needs at least two {s.holdout}s")
     for i, v in enumerate(s.variants):
         if v.kind not in ("vanilla", "augment", "gaussian", "prune"):
-            raise ScenarioError(f"{where}.variants[{i}].kind: {v.kind!r}; allowed: vanilla, augment, gaussian, prune")
+            raise ScenarioError(f"{where}: variants[{i}].kind: {v.kind!r}; allowed: vanilla, augment, gaussian, prune")
         if v.kind == "augment" and v.policy not in POLICIES:
-            raise ScenarioError(f"{where}.variants[{i}].policy: {v.policy!r}; allowed: {', '.join(POLICIES)}")
+            raise ScenarioError(f"{where}: variants[{i}].policy: {v.policy!r}; allowed: {', '.join(POLICIES)}")
         if v.kind == "prune" and not 0 <= v.ratio <= 1:
-            raise ScenarioError(f"{where}.variants[{i}].ratio: {v.ratio}; must be in [0, 1]")
+            raise ScenarioError(f"{where}: variants[{i}].ratio: {v.ratio}; must be in [0, 1]")
         if v.kind == "gaussian" and v.sigma < 0:
-            raise ScenarioError(f"{where}.variants[{i}].sigma: {v.sigma}; must be >= 0")
+            raise ScenarioError(f"{where}: variants[{i}].sigma: {v.sigma}; must be >= 0")
     if len({v.name for v in s.variants}) != len(s.variants):
-        raise ScenarioError(f"{where}.variants: names must be unique")
+        raise ScenarioError(f"{where}: variants: names must be unique")
     if s.images < s.attack_batch or s.images % s.attack_batch:
-        raise ScenarioError(f"{where}.images: {s.images} must be a positive multiple of attack_batch ({s.attack_batch})")
+        raise ScenarioError(f"{where}: images: {s.images} must be a positive multiple of attack_batch ({s.attack_batch})")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(s.semsim) - known)
     if unknown:
-        raise ScenarioError(f"{where}.semsim: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        raise ScenarioError(f"{where}: semsim: unknown key(s) {unknown}; allowed: {sorted(known)}")
     from attacks.registry import ATTACKS
 
     for i, a in enumerate(s.attacks):
         if a.name not in ATTACKS:
-            raise ScenarioError(f"{where}.attacks[{i}].name: {ATTACKS.unknown_message(a.name)}")
+            raise ScenarioError(f"{where}: attacks[{i}].name: {ATTACKS.unknown_message(a.name)}")
 
 
 # --------------------------------------------------------------------------- pieces

@@ -43,7 +43,8 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict[str, Any]:
+def bounds(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict[str, Any]:
+    """Field metadata: the allowed interval of a numeric scenario key (checked at load time)."""
     return {"range": (low, high, low_open)}
 
 
@@ -64,16 +65,16 @@ class FederationConfig:
         seed: fixes partitioning, initial weights, client sampling, batches and defense noise.
     """
 
-    clients: int = field(default=4, metadata=_range(1))
-    rounds: int = field(default=3, metadata=_range(1))
-    fraction: float = field(default=1.0, metadata=_range(0.0, 1.0, low_open=True))
+    clients: int = field(default=4, metadata=bounds(1))
+    rounds: int = field(default=3, metadata=bounds(1))
+    fraction: float = field(default=1.0, metadata=bounds(0.0, 1.0, low_open=True))
     protocol: Literal["fedsgd", "fedavg"] = "fedavg"
-    local_epochs: int = field(default=1, metadata=_range(1))
-    local_steps: int | None = field(default=None, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(1))
-    learning_rate: float = field(default=0.1, metadata=_range(0.0, None, low_open=True))
-    momentum: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    seed: int = field(default=0, metadata=_range(0))
+    local_epochs: int = field(default=1, metadata=bounds(1))
+    local_steps: int | None = field(default=None, metadata=bounds(1))
+    batch_size: int = field(default=32, metadata=bounds(1))
+    learning_rate: float = field(default=0.1, metadata=bounds(0.0, None, low_open=True))
+    momentum: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    seed: int = field(default=0, metadata=bounds(0))
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ class DataConfig:
 
     dataset: str = "digits"
     partition: Literal["iid", "dirichlet"] = "iid"
-    alpha: float = field(default=0.5, metadata=_range(0.0, None, low_open=True))
-    image_size: int | None = field(default=None, metadata=_range(4))
+    alpha: float = field(default=0.5, metadata=bounds(0.0, None, low_open=True))
+    image_size: int | None = field(default=None, metadata=bounds(4))
     root: str = "~/.cache/flaudit/datasets"
-    test_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0, low_open=True))
-    max_examples: int | None = field(default=None, metadata=_range(1))
+    test_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0, low_open=True))
+    max_examples: int | None = field(default=None, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ModelConfig:
     """The classifier: `lenet`, `convnet`, `resnet20`, `resnet32` or `resnet18`."""
 
     name: str = "lenet"
-    width: int | None = field(default=None, metadata=_range(1))
+    width: int | None = field(default=None, metadata=bounds(1))
     bn: bool = True
 
 
@@ -146,7 +147,7 @@ class AttackConfig:
     known_labels: bool = False
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
-    seed: int = field(default=0, metadata=_range(0))
+    seed: int = field(default=0, metadata=bounds(0))
 
 
 @dataclass(frozen=True)
