@@ -15,8 +15,8 @@ from typing import ClassVar
 import torch
 
 from attacks.base import Attack, Reconstruction, ServerView
-from attacks.functional import model_device, num_images, to_unit_range
-from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, resolve_labels
+from attacks.functional import model_device, num_images
+from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstruction, resolve_labels
 from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import lbfgs_batched
 from attacks.params import hyper, validate
@@ -101,13 +101,8 @@ class DLG(Attack):
         if joint:
             y = result.best[best, numel:].reshape(count, view.meta.num_classes).argmax(dim=-1)
         assert y is not None
-        return Reconstruction(
-            images=to_unit_range(view, images).detach().cpu(),
-            labels=y.detach().cpu(),
-            restart_losses=tuple(float(v) for v in result.best_loss.tolist()),
-            wall_time_s=time.perf_counter() - start,
-            iterations=result.iterations,
-            labels_known=known,
+        return reconstruction(
+            view, images, y, restart_losses=result.best_loss, iterations=result.iterations, started=start, labels_known=known,
         )
 
 

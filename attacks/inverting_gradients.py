@@ -18,8 +18,7 @@ from typing import ClassVar
 import torch
 
 from attacks.base import Attack, Reconstruction, ServerView
-from attacks.functional import to_unit_range
-from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, resolve_labels
+from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstruction, resolve_labels
 from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import adam_batched
 from attacks.params import hyper, validate
@@ -94,13 +93,9 @@ class InvertingGradients(Attack):
             desc=self.name,
         )
         best = int(torch.argmin(result.best_loss))
-        return Reconstruction(
-            images=to_unit_range(problem.view, result.best[best]).detach().cpu(),
-            labels=labels.detach().cpu(),
-            restart_losses=tuple(float(v) for v in result.best_loss.tolist()),
-            wall_time_s=time.perf_counter() - start,
-            iterations=result.iterations,
-            labels_known=known,
+        return reconstruction(
+            problem.view, result.best[best], labels, restart_losses=result.best_loss,
+            iterations=result.iterations, started=start, labels_known=known,
         )
 
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad_and_value, vmap
 
-from attacks.base import ServerView
+import time
+
+from attacks.base import Reconstruction, ServerView
 from attacks.functional import (
     ClientModel,
     last_layer_gradient,
@@ -23,6 +25,7 @@ from attacks.functional import (
     normalization,
     num_images,
     observed_target,
+    to_unit_range,
 )
 from attacks.labels import batch_labels, idlg_label
 from attacks.objectives import (
@@ -213,4 +216,25 @@ def resolve_labels(view: ServerView, labels: torch.Tensor | None) -> tuple[torch
     return recover_labels(view, num_images(view)), False
 
 
-__all__ = ["MatchingProblem", "ObjectiveTerms", "initial_images", "recover_labels", "resolve_labels"]
+def reconstruction(
+    view: ServerView,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    restart_losses: torch.Tensor,
+    iterations: int,
+    started: float,
+    labels_known: bool,
+) -> Reconstruction:
+    """The Reconstruction of the best restart: normalised candidates back to [0, 1], on the CPU."""
+    return Reconstruction(
+        images=to_unit_range(view, images).detach().cpu(),
+        labels=labels.detach().cpu(),
+        restart_losses=tuple(float(v) for v in restart_losses.tolist()),
+        wall_time_s=time.perf_counter() - started,
+        iterations=iterations,
+        labels_known=labels_known,
+    )
+
+
+__all__ = ["MatchingProblem", "reconstruction", "ObjectiveTerms", "initial_images", "recover_labels", "resolve_labels"]

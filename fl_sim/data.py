@@ -262,26 +262,23 @@ def _bundle(name: str, train: Dataset, test: Dataset, labels: np.ndarray, num_cl
     return DatasetBundle(name, train, test, np.asarray(labels), num_classes, shape, mean, std, identity)  # type: ignore[arg-type]
 
 
-@DATASETS.register("cifar10")
-def _cifar10(config: DataConfig) -> DatasetBundle:
-    from torchvision.datasets import CIFAR10
+def _cifar(name: str, config: DataConfig) -> DatasetBundle:
+    """CIFAR-10 / CIFAR-100 with their official train/test splits and the usual channel statistics."""
+    from torchvision.datasets import CIFAR10, CIFAR100
 
+    cls, classes, mean, std = {
+        "cifar10": (CIFAR10, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        "cifar100": (CIFAR100, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    }[name]
     root = Path(config.root).expanduser()
     t = _transform(config.image_size)
-    train = _download(lambda d: CIFAR10(str(root), train=True, transform=t, download=d), "cifar10", root)
-    test = CIFAR10(str(root), train=False, transform=t)
-    return _bundle("cifar10", train, test, np.asarray(train.targets), 10, config, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    train = _download(lambda d: cls(str(root), train=True, transform=t, download=d), name, root)
+    test = cls(str(root), train=False, transform=t)
+    return _bundle(name, train, test, np.asarray(train.targets), classes, config, mean, std)
 
 
-@DATASETS.register("cifar100")
-def _cifar100(config: DataConfig) -> DatasetBundle:
-    from torchvision.datasets import CIFAR100
-
-    root = Path(config.root).expanduser()
-    t = _transform(config.image_size)
-    train = _download(lambda d: CIFAR100(str(root), train=True, transform=t, download=d), "cifar100", root)
-    test = CIFAR100(str(root), train=False, transform=t)
-    return _bundle("cifar100", train, test, np.asarray(train.targets), 100, config, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+DATASETS.add("cifar10", lambda config: _cifar("cifar10", config))
+DATASETS.add("cifar100", lambda config: _cifar("cifar100", config))
 
 
 def _holdout(dataset: Dataset, labels: np.ndarray, fraction: float) -> tuple[Subset, Subset, np.ndarray]:
