@@ -9,7 +9,7 @@ and is read only by the audit.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -159,6 +159,28 @@ class Attack(abc.ABC):
         labels: torch.Tensor | None = None,
     ) -> Reconstruction:
         """Reconstruct the client's batch from what the server saw."""
+
+    def reconstruct_many(
+        self,
+        views: Sequence[ServerView],
+        *,
+        generators: Sequence[torch.Generator],
+        labels: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[Reconstruction]:
+        """Reconstruct several clients' batches of one round, one `Reconstruction` per view.
+
+        The default inverts them one after another; the optimisation attacks override it to
+        run every client and restart as one batched computation. Each view's generator draws
+        its own initialisation, so a client's result does not depend on which others share
+        its batch.
+        """
+        given = [None] * len(views) if labels is None else list(labels)
+        if len(generators) != len(views) or len(given) != len(views):
+            raise ValueError(f"{len(views)} views need as many generators and labels")
+        return [
+            self.reconstruct(view, generator=generator, labels=known)
+            for view, generator, known in zip(views, generators, given, strict=True)
+        ]
 
     def params(self) -> dict[str, Any]:
         """The hyperparameters, for records and reports."""

@@ -8,15 +8,17 @@ optimises only the image. Restarts run as one batch (`optimize.lbfgs_batched`).
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from attacks.base import Attack, Reconstruction, ServerView
-from attacks.functional import model_device, num_images
-from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstruction, resolve_labels
+from attacks.functional import num_images
+from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstructions, resolve_many
 from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import lbfgs_batched
 from attacks.params import hyper, validate
@@ -50,41 +52,58 @@ class DLG(Attack):
         labels: torch.Tensor | None = None,
     ) -> Reconstruction:
         """Reconstruct the client's batch; `labels` is the explicit known-labels threat model."""
+        return self.reconstruct_many([view], generators=[generator], labels=[labels])[0]
+
+    def reconstruct_many(
+        self,
+        views: Sequence[ServerView],
+        *,
+        generators: Sequence[torch.Generator],
+        labels: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[Reconstruction]:
+        """Every client and restart as one batched L-BFGS (views of one round, see `batch_groups`)."""
         start = time.perf_counter()
-        joint = labels is None and self.label_mode == "joint"
+        given = [None] * len(views) if labels is None else list(labels)
+        joint = all(y is None for y in given) and self.label_mode == "joint"
         terms = ObjectiveTerms(
             distance=self.distance, layer_weighting=self.layer_weighting, tv=self.tv, soft_labels=joint
         )
-        problem = MatchingProblem(view, terms)
-        device = model_device(view.model)
+        problem = MatchingProblem(views, terms)
+        view = problem.view
+        n, r = problem.clients, self.restarts
         if joint:
             count = num_images(view)
             y = None
-            known = False
+            known: tuple[bool, ...] = (False,) * n
         else:
-            y, known = resolve_labels(view, labels)
-            count = len(y)
+            y, known = resolve_many(views, given)
+            count = y.shape[1]
         shape = problem.image_shape(count)
-        x0 = initial_images((self.restarts, *shape), init=self.init, generator=generator, device=device)
-        numel = x0[0].numel()
+        numel = math.prod(shape)
+        k = view.meta.num_classes
+        per_client = []
+        for g in generators:  # each client's draws from its own generator: images, then label logits
+            x0 = initial_images((r, *shape), init=self.init, generator=g, device=problem.device).flatten(1)
+            if joint:
+                logits0 = torch.randn((r, count, k), generator=g, device=g.device).to(problem.device)
+                x0 = torch.cat([x0, logits0.flatten(1)], dim=1)
+            per_client.append(x0)
+        flat0 = torch.cat(per_client)
+        rows = n * r
         if joint:
-            k = view.meta.num_classes
-            logits0 = torch.randn((self.restarts, count, k), generator=generator, device=generator.device).to(device)
-            flat0 = torch.cat([x0.flatten(1), logits0.flatten(1)], dim=1)
             step_joint = problem.batched_value_and_grad(None)
 
             def value_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                x = flat[:, :numel].reshape(self.restarts, *shape)
-                logits = flat[:, numel:].reshape(self.restarts, count, k)
+                x = flat[:, :numel].reshape(rows, *shape)
+                logits = flat[:, numel:].reshape(rows, count, k)
                 loss, (gx, gy) = step_joint(x, logits)  # type: ignore[misc]
                 return loss, torch.cat([gx.flatten(1), gy.flatten(1)], dim=1)
 
         else:
-            flat0 = x0.flatten(1)
             step_fixed = problem.batched_value_and_grad(y)
 
             def value_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                loss, gx = step_fixed(flat.reshape(self.restarts, *shape))  # type: ignore[misc]
+                loss, gx = step_fixed(flat.reshape(rows, *shape))  # type: ignore[misc]
                 return loss, gx.flatten(1)  # type: ignore[union-attr]
 
         result = lbfgs_batched(
@@ -96,13 +115,20 @@ class DLG(Attack):
             history_size=self.history_size,
             desc=self.name,
         )
-        best = int(torch.argmin(result.best_loss))
-        images = result.best[best, :numel].reshape(shape)
-        if joint:
-            y = result.best[best, numel:].reshape(count, view.meta.num_classes).argmax(dim=-1)
-        assert y is not None
-        return reconstruction(
-            view, images, y, restart_losses=result.best_loss, iterations=result.iterations, started=start, labels_known=known,
+
+        def row_labels(client: int, row: int) -> torch.Tensor:
+            if y is not None:
+                return y[client]
+            return result.best[row, numel:].reshape(count, k).argmax(dim=-1)
+
+        return reconstructions(
+            problem,
+            lambda row: result.best[row, :numel].reshape(shape),
+            row_labels,
+            losses=result.best_loss,
+            iterations=result.iterations,
+            started=start,
+            known=known,
         )
 
 

@@ -12,13 +12,14 @@ layers' running statistics in the model the server sent.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from attacks.base import Attack, Reconstruction, ServerView
-from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstruction, resolve_labels
+from attacks.matching import MatchingProblem, ObjectiveTerms, initial_rows, reconstructions, resolve_many
 from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import adam_batched
 from attacks.params import hyper, validate
@@ -62,11 +63,22 @@ class InvertingGradients(Attack):
         labels: torch.Tensor | None = None,
     ) -> Reconstruction:
         """Reconstruct the client's batch; `labels` is the explicit known-labels threat model."""
+        return self.reconstruct_many([view], generators=[generator], labels=[labels])[0]
+
+    def reconstruct_many(
+        self,
+        views: Sequence[ServerView],
+        *,
+        generators: Sequence[torch.Generator],
+        labels: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[Reconstruction]:
+        """Every client and restart as one batched Adam (views of one round, see `batch_groups`)."""
         start = time.perf_counter()
-        problem = MatchingProblem(view, self.terms())
-        y, known = resolve_labels(view, labels)
-        init = initial_images(
-            (self.restarts, *problem.image_shape(len(y))), init=self.init, generator=generator, device=problem.device
+        problem = MatchingProblem(views, self.terms())
+        y, known = resolve_many(views, labels)
+        init = initial_rows(
+            problem.image_shape(y.shape[1]), restarts=self.restarts, init=self.init, generators=generators,
+            device=problem.device,
         )
         return self._run(problem, init, y, known, start)
 
@@ -74,12 +86,12 @@ class InvertingGradients(Attack):
         """Run from given starting candidates (R, B, C, H, W) in the normalised space with known labels."""
         start = time.perf_counter()
         problem = MatchingProblem(view, self.terms())
-        y, known = resolve_labels(view, labels)
-        return self._run(problem, init.to(problem.device), y, known, start)
+        y, known = resolve_many([view], [labels])
+        return self._run(problem, init.to(problem.device), y, known, start)[0]
 
     def _run(
-        self, problem: MatchingProblem, init: torch.Tensor, labels: torch.Tensor, known: bool, start: float
-    ) -> Reconstruction:
+        self, problem: MatchingProblem, init: torch.Tensor, labels: torch.Tensor, known: Sequence[bool], start: float
+    ) -> list[Reconstruction]:
         step = problem.batched_value_and_grad(labels)
         result = adam_batched(
             step,  # type: ignore[arg-type]
@@ -92,10 +104,14 @@ class InvertingGradients(Attack):
             high=problem.high if self.boxed else None,
             desc=self.name,
         )
-        best = int(torch.argmin(result.best_loss))
-        return reconstruction(
-            problem.view, result.best[best], labels, restart_losses=result.best_loss,
-            iterations=result.iterations, started=start, labels_known=known,
+        return reconstructions(
+            problem,
+            lambda row: result.best[row],
+            lambda client, row: labels[client],
+            losses=result.best_loss,
+            iterations=result.iterations,
+            started=start,
+            known=known,
         )
 
 

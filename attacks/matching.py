@@ -9,13 +9,13 @@ GradInversion) differ only in the objective's terms, the optimiser and the label
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.func import grad_and_value, vmap
-
-import time
 
 from attacks.base import Reconstruction, ServerView
 from attacks.functional import (
@@ -87,20 +87,65 @@ def recover_labels(view: ServerView, count: int) -> torch.Tensor:
     return batch_labels(num_images=count, bias_grad=bias, weight_grad=weight, mean_probs=probs).to(device)
 
 
+def batch_groups(views: Sequence[ServerView]) -> list[list[int]]:
+    """Indices of `views` grouped so that each group can be inverted as one batched computation.
+
+    Views batch together when the server sent them the same global model (one round) and they
+    share the protocol's metadata and image count: then one functional model serves them all
+    and only the observed update and the labels differ per client.
+    """
+    groups: list[list[int]] = []
+    for index, view in enumerate(views):
+        for group in groups:
+            if _compatible(views[group[0]], view):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups
+
+
+def _signature(view: ServerView) -> tuple[object, ...]:
+    meta = dataclasses.replace(view.meta, num_examples=0)
+    return (view.round, meta, num_images(view), tuple(view.update), type(view.model))
+
+
+def _compatible(a: ServerView, b: ServerView) -> bool:
+    if _signature(a) != _signature(b):
+        return False
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa
+    )
+
+
 class MatchingProblem:
-    """The objective of one view, in functional form, for a batch of restarts.
+    """The objective of the views of one round, in functional form, batched over clients and restarts.
+
+    Candidates are rows: client-major, `restarts` rows per client, so `x[i * R + r]` is client
+    i's restart r. Each client's rows match that client's observed update; the global model,
+    and so the functional client model, is shared.
 
     Args:
-        view: what the server saw.
+        views: one view, or several that `batch_groups` puts in one group.
         terms: the objective's terms.
     """
 
-    def __init__(self, view: ServerView, terms: ObjectiveTerms) -> None:
+    def __init__(self, views: ServerView | Sequence[ServerView], terms: ObjectiveTerms) -> None:
+        views = (views,) if isinstance(views, ServerView) else tuple(views)
+        if not views:
+            raise FlauditError("nothing to invert: no views given")
+        if len(batch_groups(views)) != 1:
+            raise FlauditError(
+                "these views cannot be inverted together: they need the same round's global model, "
+                "the same protocol metadata and the same image count (group them with attacks.matching.batch_groups)"
+            )
+        view = views[0]
+        self.views = views
         self.view = view
         self.terms = terms
         self.device = model_device(view.model)
         names, target = observed_target(view)
-        self.target = target
         self.client = ClientModel(view.model, names)
         if terms.bn > 0 and not self.client.running_stats:
             raise FlauditError(
@@ -109,22 +154,40 @@ class MatchingProblem:
             )
         self.weights = layer_weights(len(target), scheme=terms.layer_weighting)
         # Flattened once: the distance is then a handful of ops per evaluation, not a few per tensor.
-        self.flat_target = flatten_gradients(target)
+        self.flat_targets = torch.stack(
+            [flatten_gradients(target)] + [flatten_gradients(observed_target(v)[1]) for v in views[1:]]
+        )
         self.flat_weights = None if terms.layer_weighting == "equal" else element_weights(target, self.weights)
         mean, std = normalization(view)
         # The box: the normalised images of [0, 1] pixels.
         self.low = (0.0 - mean) / std
         self.high = (1.0 - mean) / std
 
+    @property
+    def clients(self) -> int:
+        return len(self.views)
+
     def image_shape(self, count: int) -> tuple[int, ...]:
         return (count, *self.view.meta.input_shape)
 
-    def objective(self, images: torch.Tensor, labels: torch.Tensor, *, autograd: bool = False) -> torch.Tensor:
+    def objective(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        autograd: bool = False,
+    ) -> torch.Tensor:
         """The loss of one candidate batch (B, C, H, W) with labels (B,) or label logits (B, K).
 
+        `target` is the flat observed update to match (default: the only view's).
         `autograd=True` builds the client's gradient with plain autograd (for one restart
         outside any torch.func transform); the value is the same.
         """
+        if target is None:
+            if self.clients != 1:
+                raise FlauditError("objective of a several-client problem needs the client's target")
+            target = self.flat_targets[0]
         meta = self.view.meta
         if self.terms.soft_labels:
             labels = torch.softmax(labels, dim=-1)
@@ -141,9 +204,9 @@ class MatchingProblem:
             )
         flat = flatten_gradients(simulated)
         if self.terms.distance == "l2":
-            loss = flat_l2_distance(flat, self.flat_target, weights=self.flat_weights)
+            loss = flat_l2_distance(flat, target, weights=self.flat_weights)
         else:
-            loss = flat_cosine_distance(flat, self.flat_target, weights=self.flat_weights)
+            loss = flat_cosine_distance(flat, target, weights=self.flat_weights)
         if self.terms.tv > 0:
             loss = loss + self.terms.tv * total_variation(images)
         if self.terms.bn > 0:
@@ -155,35 +218,69 @@ class MatchingProblem:
     def batched_value_and_grad(
         self, labels: torch.Tensor | None
     ) -> Callable[..., tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]]:
-        """vmap over restarts of grad_and_value of the objective.
+        """vmap over clients and restarts of grad_and_value of the objective.
 
-        With fixed `labels` (B,): x (R, B, C, H, W) -> (loss (R,), grad (R, B, C, H, W)).
-        With `labels=None` (joint labels): (x, label_logits (R, B, K)) -> (loss, (grad_x, grad_labels)).
+        With fixed `labels` ((B,) for one client, (N, B) for N): x (N*R, B, C, H, W) ->
+        (loss (N*R,), grad (N*R, B, C, H, W)). With `labels=None` (joint labels):
+        (x, label_logits (N*R, B, K)) -> (loss, (grad_x, grad_labels)).
         """
-        if labels is None:
-            joint_batched = vmap(grad_and_value(self.objective, argnums=(0, 1)), in_dims=(0, 0))
+        n = self.clients
+        targets = self.flat_targets
+        joint = labels is None
+        if not joint:
+            labels = labels.reshape(n, -1)  # type: ignore[union-attr]
+        per_row = grad_and_value(self.objective, argnums=(0, 1) if joint else 0)
+        # One client: its restarts share labels and target. Several: one flat vmap over all rows
+        # with per-row targets (a nested vmap, clients over restarts, measured 2x slower on CPU).
+        over_restarts = vmap(per_row, in_dims=(0, 0 if joint else None, None))
+        over_rows = vmap(per_row, in_dims=(0, 0, 0))
+        expanded: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
-            def step_joint(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
-                if x.shape[0] == 1:  # one restart: vmap is pure overhead, plain autograd is leaner
-                    xi = x[0].detach().requires_grad_(True)
-                    yi = y[0].detach().requires_grad_(True)
-                    value = self.objective(xi, yi, autograd=True)
-                    gx, gy = torch.autograd.grad(value, [xi, yi])
-                    return value.detach().unsqueeze(0), (gx.unsqueeze(0), gy.unsqueeze(0))
-                return _swap(joint_batched(x, y))
+        def rows_of(per: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+            if per not in expanded:
+                expanded[per] = (
+                    targets.repeat_interleave(per, dim=0),
+                    None if joint else labels.repeat_interleave(per, dim=0),  # type: ignore[union-attr]
+                )
+            return expanded[per]
 
-            return step_joint
-        fixed_batched = vmap(grad_and_value(self.objective, argnums=0), in_dims=(0, None))
+        def single_row(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
+            # One row: vmap is pure overhead, plain autograd is leaner.
+            xi = x[0].detach().requires_grad_(True)
+            yi = y[0].detach().requires_grad_(True) if joint else y[0]
+            value = self.objective(xi, yi, targets[0], autograd=True)
+            if joint:
+                gx, gy = torch.autograd.grad(value, [xi, yi])
+                return value.detach().unsqueeze(0), (gx.unsqueeze(0), gy.unsqueeze(0))
+            (gx,) = torch.autograd.grad(value, [xi])
+            return value.detach().unsqueeze(0), gx.unsqueeze(0)
+
+        def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
+            rows = x.shape[0]
+            if rows % n:
+                raise ValueError(f"{rows} candidate rows do not split over {n} clients")
+            if rows == 1:
+                return single_row(x, y)
+            if n == 1:
+                return _swap(over_restarts(x, y if joint else y[0], targets[0]))
+            row_targets, row_labels = rows_of(rows // n)
+            return _swap(over_rows(x, y if joint else row_labels, row_targets))
+
+        if joint:
+            return step
+        fixed = labels
 
         def step_fixed(x: torch.Tensor) -> tuple[torch.Tensor, object]:
-            if x.shape[0] == 1:
-                xi = x[0].detach().requires_grad_(True)
-                value = self.objective(xi, labels, autograd=True)
-                (gx,) = torch.autograd.grad(value, [xi])
-                return value.detach().unsqueeze(0), gx.unsqueeze(0)
-            return _swap(fixed_batched(x, labels))
+            return step(x, fixed)  # type: ignore[arg-type]
 
         return step_fixed
+
+
+def best_rows(losses: torch.Tensor, clients: int) -> list[int]:
+    """Per client, the row of its lowest-loss restart (rows client-major)."""
+    per_client = losses.reshape(clients, -1)
+    restarts = per_client.shape[1]
+    return [i * restarts + int(torch.argmin(per_client[i])) for i in range(clients)]
 
 
 def _swap(pair: tuple[object, torch.Tensor]) -> tuple[torch.Tensor, object]:
@@ -216,6 +313,34 @@ def resolve_labels(view: ServerView, labels: torch.Tensor | None) -> tuple[torch
     return recover_labels(view, num_images(view)), False
 
 
+def resolve_many(
+    views: Sequence[ServerView], labels: Sequence[torch.Tensor | None] | None
+) -> tuple[torch.Tensor, tuple[bool, ...]]:
+    """Per-view labels stacked (N, B), and whether each was given (known) or recovered."""
+    given = [None] * len(views) if labels is None else list(labels)
+    if len(given) != len(views):
+        raise ValueError(f"{len(views)} views need {len(views)} label entries, got {len(given)}")
+    resolved = [resolve_labels(view, known) for view, known in zip(views, given, strict=True)]
+    counts = {len(y) for y, _ in resolved}
+    if len(counts) != 1:
+        raise FlauditError(f"views batched together need the same image count; their labels count {sorted(counts)}")
+    return torch.stack([y for y, _ in resolved]), tuple(known for _, known in resolved)
+
+
+def initial_rows(
+    shape: tuple[int, ...],
+    *,
+    restarts: int,
+    init: str,
+    generators: Sequence[torch.Generator],
+    device: torch.device,
+) -> torch.Tensor:
+    """(N * R, *shape) starting candidates, client-major, client i's drawn from `generators[i]`."""
+    return torch.cat(
+        [initial_images((restarts, *shape), init=init, generator=g, device=device) for g in generators]
+    )
+
+
 def reconstruction(
     view: ServerView,
     images: torch.Tensor,
@@ -237,4 +362,45 @@ def reconstruction(
     )
 
 
-__all__ = ["MatchingProblem", "reconstruction", "ObjectiveTerms", "initial_images", "recover_labels", "resolve_labels"]
+def reconstructions(
+    problem: MatchingProblem,
+    images: Callable[[int], torch.Tensor],
+    labels: Callable[[int, int], torch.Tensor],
+    *,
+    losses: torch.Tensor,
+    iterations: int,
+    started: float,
+    known: Sequence[bool],
+) -> list[Reconstruction]:
+    """One Reconstruction per client from its best restart.
+
+    Args:
+        problem: the batched problem (its views, in row order).
+        images: row -> the row's normalised images (B, C, H, W).
+        labels: (client, row) -> the client's labels (B,) for that row.
+        losses: (N * R,) the best loss of each row.
+    """
+    rows = best_rows(losses, problem.clients)
+    per_client = losses.reshape(problem.clients, -1)
+    return [
+        reconstruction(
+            view, images(row), labels(i, row), restart_losses=per_client[i], iterations=iterations,
+            started=started, labels_known=known[i],
+        )
+        for i, (view, row) in enumerate(zip(problem.views, rows, strict=True))
+    ]
+
+
+__all__ = [
+    "MatchingProblem",
+    "ObjectiveTerms",
+    "batch_groups",
+    "best_rows",
+    "initial_images",
+    "initial_rows",
+    "reconstruction",
+    "reconstructions",
+    "recover_labels",
+    "resolve_labels",
+    "resolve_many",
+]

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from attacks.base import Reconstruction
+from attacks.matching import batch_groups
 from attacks.registry import create_attack
 from audit.functional.align import assignment
 from flaudit.device import resolve_device
@@ -48,41 +49,74 @@ def select_keys(store: RunStore, config: AttackConfig) -> list[CaptureKey]:
 
 
 def attack_run(store: RunStore, config: AttackConfig, *, device: str = "auto", force: bool = False) -> list[AttackOutcome]:
-    """Attack every selected capture of a run; finished ones are kept (resumable) unless `force`."""
+    """Attack every selected capture of a run; finished ones are kept (resumable) unless `force`.
+
+    The pending captures of one round are inverted together (`Attack.reconstruct_many`: every
+    client and restart as one batched computation), at most `config.clients_per_batch` at a
+    time; each client's result is written as soon as its batch finishes.
+    """
     attack = create_attack(config.name, **dict(config.params))
     target = resolve_device(device)
-    outcomes = []
+    wanted = {"attack": config.name, "params": attack.params(), "known_labels": config.known_labels, "seed": config.seed}
+    outcomes: dict[CaptureKey, AttackOutcome] = {}
+    pending: list[CaptureKey] = []
     keys = select_keys(store, config)
-    for key in progress(keys, desc=f"attack {config.name}", unit="update", leave=True):
+    for key in keys:
         directory = store.attack_dir(config.name, key)
-        wanted = {"attack": config.name, "params": attack.params(), "known_labels": config.known_labels, "seed": config.seed}
         if not force and (directory / RECORD).exists() and (directory / TENSORS).exists():
             record = read_json(directory / RECORD)
             if all(record.get(k) == _plain(v) for k, v in wanted.items()):
-                outcomes.append(AttackOutcome(key, directory, record, skipped=True))
+                outcomes[key] = AttackOutcome(key, directory, record, skipped=True)
                 continue
-        view = store.read_view(key, device=target)
-        truth = store.read_ground_truth(key)
-        labels = truth.labels.to(target) if config.known_labels else None
-        generator = torch.Generator(device=target).manual_seed(derive_seed(config.seed, "attack", key.round, key.client))
-        started = time.perf_counter()
-        result = attack.reconstruct(view, generator=generator, labels=labels)
-        elapsed = time.perf_counter() - started
-        record = {
-            **{k: _plain(v) for k, v in wanted.items()},
-            "round": key.round, "client": key.client, "device": str(target),
-            "recovered_labels": result.labels.tolist(), "labels_known": result.labels_known,
-            "restart_losses": list(result.restart_losses), "iterations": result.iterations,
-            "wall_time_s": result.wall_time_s, "step_time_s": elapsed,
-            "num_images": int(result.images.shape[0]), "protocol": view.meta.protocol,
-        }
-        write_reconstruction(directory, result, truth.images, truth.labels)
-        atomic_write_json(directory / RECORD, record)
-        outcomes.append(AttackOutcome(key, directory, record, skipped=False))
-        if not is_quiet():
-            progress().write(f"round {key.round} client {key.client}: {config.name} done in {elapsed:.1f} s, labels {result.labels.tolist()}")
+        pending.append(key)
+    bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
+    for batch in _batches(pending, config.clients_per_batch):
+        views = [store.read_view(key, device=target) for key in batch]
+        for group in batch_groups(views):
+            keys_g = [batch[i] for i in group]
+            truths = [store.read_ground_truth(key) for key in keys_g]
+            labels = [t.labels.to(target) for t in truths] if config.known_labels else None
+            generators = [
+                torch.Generator(device=target).manual_seed(derive_seed(config.seed, "attack", key.round, key.client))
+                for key in keys_g
+            ]
+            started = time.perf_counter()
+            results = attack.reconstruct_many([views[i] for i in group], generators=generators, labels=labels)
+            elapsed = time.perf_counter() - started
+            for key, truth, result in zip(keys_g, truths, results, strict=True):
+                directory = store.attack_dir(config.name, key)
+                record = {
+                    **{k: _plain(v) for k, v in wanted.items()},
+                    "round": key.round, "client": key.client, "device": str(target),
+                    "recovered_labels": result.labels.tolist(), "labels_known": result.labels_known,
+                    "restart_losses": list(result.restart_losses), "iterations": result.iterations,
+                    "wall_time_s": result.wall_time_s, "step_time_s": elapsed,
+                    "batched_with": [k.client for k in keys_g],
+                    "num_images": int(result.images.shape[0]), "protocol": views[0].meta.protocol,
+                }
+                write_reconstruction(directory, result, truth.images, truth.labels)
+                atomic_write_json(directory / RECORD, record)
+                outcomes[key] = AttackOutcome(key, directory, record, skipped=False)
+            bar.update(len(keys_g))
+            if not is_quiet():
+                bar.write(
+                    f"round {keys_g[0].round} clients {[k.client for k in keys_g]}: {config.name} done in {elapsed:.1f} s"
+                )
+    bar.close()
     store.seal()
-    return outcomes
+    return [outcomes[key] for key in keys]
+
+
+def _batches(keys: list[CaptureKey], size: int | None) -> list[list[CaptureKey]]:
+    """Pending keys by round, each round cut into chunks of at most `size` clients (None: whole rounds)."""
+    by_round: dict[int, list[CaptureKey]] = {}
+    for key in keys:
+        by_round.setdefault(key.round, []).append(key)
+    chunks = []
+    for round_keys in by_round.values():
+        step = size or len(round_keys)
+        chunks.extend(round_keys[i : i + step] for i in range(0, len(round_keys), step))
+    return chunks
 
 
 def write_reconstruction(directory: Path, result: Reconstruction, originals: torch.Tensor, true_labels: torch.Tensor) -> None:

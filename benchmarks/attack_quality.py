@@ -172,7 +172,7 @@ def bench_defenses(iterations: int = 300) -> None:
         print(f"defense {name}: idlg psnr_db {value:.1f} vs {base:.1f} undefended, drop {base - value:.1f} dB (target >= 10)")
 
 
-def bench_vs_breaching(photos: tuple[str, ...] = ("astronaut",), iterations: int = 2000, tv: float = 0.2) -> None:
+def bench_vs_breaching(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee"), iterations: int = 2000, tv: float = 0.2) -> None:
     """inverting_gradients with breaching's defaults (TV 0.2) vs breaching 0.1.2 on the same inputs (separate venv)."""
     import json
     import subprocess
@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--gi-iterations", type=int, default=1000)
     parser.add_argument("--gi-cases", type=int, default=2)
     parser.add_argument("--breaching-iterations", type=int, default=2000)
+    parser.add_argument("--breaching-photos", default="astronaut,chelsea,coffee")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     chosen = args.only.split(",")
@@ -233,7 +234,7 @@ def main() -> None:
     if "defenses" in chosen:
         bench_defenses(args.dlg_iterations)
     if "breaching" in chosen:
-        bench_vs_breaching(iterations=args.breaching_iterations)
+        bench_vs_breaching(tuple(args.breaching_photos.split(",")), iterations=args.breaching_iterations)
     print(f"total time: {time.perf_counter() - start:.0f}s")
 
 

@@ -7,6 +7,8 @@ Case: DLG's untrained sigmoid LeNet (width 12, U(-0.5, 0.5), seed 0), one 32x32 
 * batched: flaudit's `inverting_gradients` with R = 1 and R = 8 restarts (one vmapped computation).
 * loop: the straightforward form, a Python loop over the R = 8 restarts, each with its own Adam
   and plain autograd (`torch.autograd.grad(..., create_graph=True)` then backward).
+* clients: 4 clients of one round (4 photos, same global model), 1 restart each, inverted by
+  `reconstruct_many` as one batched computation vs one `reconstruct` call per client.
 * breaching: breaching 0.1.2's invertinggradients at 1 restart on the same model and input, run
   in a separate venv (BREACHING_PYTHON, default /tmp/breachenv/bin/python); skipped with the
   reason if it is not installed.
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("FLAUDIT_QUIET", "1")
 
-from attack_common import meta_for, photo  # noqa: E402
+from attack_common import PHOTOS, meta_for, photo  # noqa: E402
 
 from attacks import create_attack  # noqa: E402
 from attacks.objectives import total_variation  # noqa: E402
@@ -57,6 +59,28 @@ def batched_ms(view, label, restarts: int, iterations: int) -> float:
     start = time.perf_counter()
     attack.reconstruct_from(view, init, labels=label)
     return 1000 * (time.perf_counter() - start) / iterations / restarts
+
+
+def client_views(count: int):
+    model = build_model(ModelSpec("lenet", 10, 3, 32), seed=0)
+    views = [
+        fedsgd_view(model, photo(name)[None], torch.tensor([i]), meta_for(1), client=i)
+        for i, name in enumerate(PHOTOS[:count])
+    ]
+    return views, [torch.tensor([i]) for i in range(count)]
+
+
+def clients_ms(views, labels, iterations: int, *, batched: bool) -> float:
+    """ms per iteration per client: the round's clients in one batch, or one call per client."""
+    attack = create_attack("inverting_gradients", iterations=iterations, restarts=1, tv=TV)
+    generators = [torch.Generator().manual_seed(i) for i in range(len(views))]
+    start = time.perf_counter()
+    if batched:
+        attack.reconstruct_many(views, generators=generators, labels=labels)
+    else:
+        for view, g, y in zip(views, generators, labels):
+            attack.reconstruct(view, generator=g, labels=y)
+    return 1000 * (time.perf_counter() - start) / iterations / len(views)
 
 
 def loop_ms(view, label, restarts: int, iterations: int) -> float:
@@ -119,12 +143,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     _, _, label, view = case()
-    rows: dict[str, list[float]] = {"batched_r1": [], "batched_r8": [], "loop_r8": [], "breaching_r1": []}
+    views, labels = client_views(4)
+    rows: dict[str, list[float]] = {
+        "batched_r1": [], "batched_r8": [], "loop_r8": [], "clients4_batched": [], "clients4_one_by_one": [],
+        "breaching_r1": [],
+    }
     note = "skipped (--no-breaching)"
     for _ in range(args.rounds):
         rows["batched_r1"].append(batched_ms(view, label, 1, args.iterations))
         rows["batched_r8"].append(batched_ms(view, label, 8, args.iterations))
         rows["loop_r8"].append(loop_ms(view, label, 8, args.iterations))
+        rows["clients4_batched"].append(clients_ms(views, labels, args.iterations, batched=True))
+        rows["clients4_one_by_one"].append(clients_ms(views, labels, args.iterations, batched=False))
         if not args.no_breaching:
             value, note = breaching_ms(args.iterations, args.threads)
             if value is not None:
@@ -134,7 +164,9 @@ def main() -> None:
     print(f"iterations per measurement: {args.iterations}, rounds: {args.rounds} (median; runs alternate)")
     for key, values in rows.items():
         if values:
-            print(f"{key}: {med[key]:.2f} ms/iteration/restart  (rounds: {', '.join(f'{v:.2f}' for v in values)})")
+            unit = "client" if key.startswith("clients") else "restart"
+            print(f"{key}: {med[key]:.2f} ms/iteration/{unit}  (rounds: {', '.join(f'{v:.2f}' for v in values)})")
+    print(f"batched_speedup_4_clients: {med['clients4_one_by_one'] / med['clients4_batched']:.2f}")
     if "breaching_r1" in med:
         print(f"batched_r1 vs breaching_r1: {med['breaching_r1'] / med['batched_r1']:.2f}x (>= 1 means flaudit is no slower)")
     else:

@@ -139,7 +139,9 @@ class AttackConfig:
         known_labels: threat model: the attacker is given the true labels (recorded in the report).
         rounds: rounds to attack (None: every captured round).
         clients: clients to attack (None: every captured client).
-        restarts_seed: seed of the attack's random initialisations.
+        seed: seed of the attack's random initialisations (each update's own, derived from it).
+        clients_per_batch: how many of one round's clients are inverted as one batched
+            computation (None: all of them); lower it when the batch does not fit in memory.
     """
 
     name: str = "inverting_gradients"
@@ -148,6 +150,7 @@ class AttackConfig:
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
     seed: int = field(default=0, metadata=bounds(0))
+    clients_per_batch: int | None = field(default=None, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
