@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.func import grad_and_value, vmap
 
-from attacks.base import Reconstruction, ServerView
+from attacks.base import Attack, Reconstruction, ServerView
 from attacks.functional import (
     ClientModel,
     last_layer_gradient,
@@ -103,6 +103,29 @@ def batch_groups(views: Sequence[ServerView]) -> list[list[int]]:
         else:
             groups.append([index])
     return groups
+
+
+def reconstruct_in_groups(
+    attack: Attack,
+    views: Sequence[ServerView],
+    *,
+    generators: Sequence[torch.Generator],
+    labels: Sequence[torch.Tensor | None] | None = None,
+    max_clients: int | None = None,
+) -> Iterator[tuple[list[int], list[Reconstruction]]]:
+    """Invert `views` group by group (`batch_groups`, at most `max_clients` per group).
+
+    Yields (indices into `views`, their reconstructions) as each batched computation finishes,
+    so callers can write results as they come.
+    """
+    given = [None] * len(views) if labels is None else list(labels)
+    for group in batch_groups(views):
+        step = max_clients or len(group)
+        for at in range(0, len(group), step):
+            chunk = group[at : at + step]
+            yield chunk, attack.reconstruct_many(
+                [views[i] for i in chunk], generators=[generators[i] for i in chunk], labels=[given[i] for i in chunk]
+            )
 
 
 def _signature(view: ServerView) -> tuple[object, ...]:
@@ -398,6 +421,7 @@ __all__ = [
     "best_rows",
     "initial_images",
     "initial_rows",
+    "reconstruct_in_groups",
     "reconstruction",
     "reconstructions",
     "recover_labels",

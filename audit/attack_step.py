@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from attacks.base import Reconstruction
-from attacks.matching import batch_groups
+from attacks.matching import reconstruct_in_groups
 from attacks.registry import create_attack
 from audit.functional.align import assignment
 from flaudit.device import resolve_device
@@ -70,53 +70,49 @@ def attack_run(store: RunStore, config: AttackConfig, *, device: str = "auto", f
                 continue
         pending.append(key)
     bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
-    for batch in _batches(pending, config.clients_per_batch):
-        views = [store.read_view(key, device=target) for key in batch]
-        for group in batch_groups(views):
-            keys_g = [batch[i] for i in group]
-            truths = [store.read_ground_truth(key) for key in keys_g]
-            labels = [t.labels.to(target) for t in truths] if config.known_labels else None
-            generators = [
-                torch.Generator(device=target).manual_seed(derive_seed(config.seed, "attack", key.round, key.client))
-                for key in keys_g
-            ]
-            started = time.perf_counter()
-            results = attack.reconstruct_many([views[i] for i in group], generators=generators, labels=labels)
+    for round_keys in _by_round(pending):
+        views = [store.read_view(key, device=target) for key in round_keys]
+        truths = [store.read_ground_truth(key) for key in round_keys]
+        labels = [t.labels.to(target) for t in truths] if config.known_labels else None
+        generators = [
+            torch.Generator(device=target).manual_seed(derive_seed(config.seed, "attack", key.round, key.client))
+            for key in round_keys
+        ]
+        started = time.perf_counter()
+        groups = reconstruct_in_groups(
+            attack, views, generators=generators, labels=labels, max_clients=config.clients_per_batch
+        )
+        for indices, results in groups:
             elapsed = time.perf_counter() - started
-            for key, truth, result in zip(keys_g, truths, results, strict=True):
+            batched_with = [round_keys[i].client for i in indices]
+            for i, result in zip(indices, results, strict=True):
+                key, truth = round_keys[i], truths[i]
                 directory = store.attack_dir(config.name, key)
                 record = {
                     **{k: _plain(v) for k, v in wanted.items()},
                     "round": key.round, "client": key.client, "device": str(target),
                     "recovered_labels": result.labels.tolist(), "labels_known": result.labels_known,
                     "restart_losses": list(result.restart_losses), "iterations": result.iterations,
-                    "wall_time_s": result.wall_time_s, "step_time_s": elapsed,
-                    "batched_with": [k.client for k in keys_g],
-                    "num_images": int(result.images.shape[0]), "protocol": views[0].meta.protocol,
+                    "wall_time_s": result.wall_time_s, "step_time_s": elapsed, "batched_with": batched_with,
+                    "num_images": int(result.images.shape[0]), "protocol": views[i].meta.protocol,
                 }
                 write_reconstruction(directory, result, truth.images, truth.labels)
                 atomic_write_json(directory / RECORD, record)
                 outcomes[key] = AttackOutcome(key, directory, record, skipped=False)
-            bar.update(len(keys_g))
+            bar.update(len(indices))
             if not is_quiet():
-                bar.write(
-                    f"round {keys_g[0].round} clients {[k.client for k in keys_g]}: {config.name} done in {elapsed:.1f} s"
-                )
+                bar.write(f"round {round_keys[0].round} clients {batched_with}: {config.name} done in {elapsed:.1f} s")
+            started = time.perf_counter()
     bar.close()
     store.seal()
     return [outcomes[key] for key in keys]
 
 
-def _batches(keys: list[CaptureKey], size: int | None) -> list[list[CaptureKey]]:
-    """Pending keys by round, each round cut into chunks of at most `size` clients (None: whole rounds)."""
+def _by_round(keys: list[CaptureKey]) -> list[list[CaptureKey]]:
     by_round: dict[int, list[CaptureKey]] = {}
     for key in keys:
         by_round.setdefault(key.round, []).append(key)
-    chunks = []
-    for round_keys in by_round.values():
-        step = size or len(round_keys)
-        chunks.extend(round_keys[i : i + step] for i in range(0, len(round_keys), step))
-    return chunks
+    return list(by_round.values())
 
 
 def write_reconstruction(directory: Path, result: Reconstruction, originals: torch.Tensor, true_labels: torch.Tensor) -> None:

@@ -254,6 +254,7 @@ def run_study(scenario: StudyScenario, *, output: str | Path | None = None) -> S
     `semsim/*.pt` (one checkpoint per fold), `results.md`, `correlations.json`, `study.png`.
     """
     from attacks.base import SharedMetadata
+    from attacks.matching import reconstruct_in_groups
     from attacks.registry import create_attack
     from attacks.simulate import fedsgd_view
     from audit.functional.align import align
@@ -305,13 +306,27 @@ def run_study(scenario: StudyScenario, *, output: str | Path | None = None) -> S
                     attack = create_attack(attack_cfg.name, **dict(attack_cfg.params))
                     rec_dir = folder / "reconstructions" / dataset / arch.name / variant.name / attack_cfg.name
                     batches = list(range(0, scenario.images, scenario.attack_batch))
-                    for start in progress(batches, desc=f"{dataset} {variant_id} {attack_cfg.name}", unit="batch"):
+                    # Every batch is one client's update to the same model: invert them all as one
+                    # batched computation per group (attacks.matching.reconstruct_in_groups).
+                    views, generators = [], []
+                    for start in batches:
+                        sl = slice(start, start + scenario.attack_batch)
+                        generator = torch.Generator().manual_seed(scenario.seed * 7919 + start)
+                        shared = apply_policy(client_x[sl], policy)  # what the client actually trains on
+                        views.append(fedsgd_view(model, shared, client_y[sl], meta, defense=_defense(variant, generator), client=start))
+                        generators.append(generator)
+                    known = [client_y[start : start + scenario.attack_batch] for start in batches]
+                    recs: dict[int, torch.Tensor] = {}
+                    bar = progress(total=len(batches), desc=f"{dataset} {variant_id} {attack_cfg.name}", unit="batch")
+                    for indices, results in reconstruct_in_groups(attack, views, generators=generators, labels=known):
+                        for i, result in zip(indices, results, strict=True):
+                            recs[batches[i]] = result.images.detach().cpu().clamp(0, 1)
+                        bar.update(len(indices))
+                    bar.close()
+                    for start in batches:
                         sl = slice(start, start + scenario.attack_batch)
                         x, y = client_x[sl], client_y[sl]
-                        generator = torch.Generator().manual_seed(scenario.seed * 7919 + start)
-                        shared = apply_policy(x, policy)  # what the client actually trains on
-                        view = fedsgd_view(model, shared, y, meta, defense=_defense(variant, generator))
-                        rec = attack.reconstruct(view, generator=generator, labels=y).images.detach().cpu().clamp(0, 1)
+                        rec = recs[start]
                         aligned, _ = align(x, rec)  # scored against the untransformed originals
                         probs = torch.softmax(oracle.logits(aligned).cpu(), dim=1)
                         cands = candidate_classes(y, num_classes=bundle.num_classes, keys=pick[sl])
