@@ -40,6 +40,7 @@ class DLG(Attack):
     layer_weighting: str = hyper("equal", choices=LAYER_WEIGHTINGS, doc="per-tensor weights of the distance")
     tv: float = hyper(0.0, low=0.0, doc="total-variation weight (DLG has none)")
     init: str = hyper("randn", choices=("randn", "rand"), doc="initial candidates (normalised space)")
+    compile: bool = hyper(False, doc="torch.compile the batched objective: slow first call, faster iterations")
 
     def __post_init__(self) -> None:
         validate(self, self.name)
@@ -91,7 +92,7 @@ class DLG(Attack):
         flat0 = torch.cat(per_client)
         rows = n * r
         if joint:
-            step_joint = problem.batched_value_and_grad(None)
+            step_joint = problem.batched_value_and_grad(None, compile=self.compile)
 
             def value_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 x = flat[:, :numel].reshape(rows, *shape)
@@ -100,7 +101,7 @@ class DLG(Attack):
                 return loss, torch.cat([gx.flatten(1), gy.flatten(1)], dim=1)
 
         else:
-            step_fixed = problem.batched_value_and_grad(y)
+            step_fixed = problem.batched_value_and_grad(y, compile=self.compile)
 
             def value_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 loss, gx = step_fixed(flat.reshape(rows, *shape))  # type: ignore[misc]

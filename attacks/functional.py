@@ -62,9 +62,12 @@ class ClientModel:
         net = copy.deepcopy(model)
         torch.func.replace_all_batch_norm_modules_(net)
         net.train()
-        for param in net.parameters():
-            param.requires_grad_(False)
+        # The module's own parameters serve the plain-autograd path (no functional_call
+        # re-parametrisation per call); the torch.func path substitutes `self.params`.
+        for name, param in net.named_parameters():
+            param.requires_grad_(name in names)
         self.net = net
+        self.module_params = dict(net.named_parameters())
         self.bn_modules = [m for m in net.modules() if isinstance(m, _BN)]
         all_params = {name: p.detach() for name, p in net.named_parameters()}
         missing = [name for name in names if name not in all_params]
@@ -105,6 +108,15 @@ class ClientModel:
         Differentiable w.r.t. `images` and `labels` (soft labels), under any outer transform
         (`autograd=False`, torch.func) or under plain autograd (`autograd=True`, create_graph).
         """
+        if autograd:
+            self._capture = []
+            try:
+                loss = soft_cross_entropy(self.net(images), labels)
+                stats = self._capture
+            finally:
+                self._capture = None
+            grads = torch.autograd.grad(loss, [self.module_params[name] for name in self.names], create_graph=True)
+            return tuple(grads), stats
         trainable = {name: self.params[name] for name in self.names}
         frozen = {name: p for name, p in self.params.items() if name not in trainable}
 

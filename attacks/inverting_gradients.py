@@ -48,6 +48,7 @@ class InvertingGradients(Attack):
     boxed: bool = hyper(True, doc="clamp to the valid [0, 1] pixel range (normalised)")
     lr_decay: bool = hyper(True, doc="step size / 10 at 3/8, 5/8, 7/8 of the iterations")
     init: str = hyper("randn", choices=INITS, doc="initial candidates (normalised space)")
+    compile: bool = hyper(False, doc="torch.compile the batched objective: slow first call, faster iterations")
 
     def __post_init__(self) -> None:
         validate(self, self.name)
@@ -92,7 +93,7 @@ class InvertingGradients(Attack):
     def _run(
         self, problem: MatchingProblem, init: torch.Tensor, labels: torch.Tensor, known: Sequence[bool], start: float
     ) -> list[Reconstruction]:
-        step = problem.batched_value_and_grad(labels)
+        step = problem.batched_value_and_grad(labels, compile=self.compile)
         result = adam_batched(
             step,  # type: ignore[arg-type]
             init,

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.func import grad_and_value, vmap
@@ -239,13 +241,16 @@ class MatchingProblem:
         return loss
 
     def batched_value_and_grad(
-        self, labels: torch.Tensor | None
+        self, labels: torch.Tensor | None, *, compile: bool = False
     ) -> Callable[..., tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]]:
         """vmap over clients and restarts of grad_and_value of the objective.
 
         With fixed `labels` ((B,) for one client, (N, B) for N): x (N*R, B, C, H, W) ->
         (loss (N*R,), grad (N*R, B, C, H, W)). With `labels=None` (joint labels):
         (x, label_logits (N*R, B, K)) -> (loss, (grad_x, grad_labels)).
+
+        `compile=True` runs the vmapped function through `torch.compile` (see `compiled`):
+        a one-time compilation, then fewer, fused kernels per iteration.
         """
         n = self.clients
         targets = self.flat_targets
@@ -257,6 +262,8 @@ class MatchingProblem:
         # with per-row targets (a nested vmap, clients over restarts, measured 2x slower on CPU).
         over_restarts = vmap(per_row, in_dims=(0, 0 if joint else None, None))
         over_rows = vmap(per_row, in_dims=(0, 0, 0))
+        if compile:
+            over_restarts, over_rows = compiled(over_restarts), compiled(over_rows)
         expanded: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
         def rows_of(per: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -282,7 +289,7 @@ class MatchingProblem:
             rows = x.shape[0]
             if rows % n:
                 raise ValueError(f"{rows} candidate rows do not split over {n} clients")
-            if rows == 1:
+            if rows == 1 and not compile:
                 return single_row(x, y)
             if n == 1:
                 return _swap(over_restarts(x, y if joint else y[0], targets[0]))
@@ -297,6 +304,31 @@ class MatchingProblem:
             return step(x, fixed)  # type: ignore[arg-type]
 
         return step_fixed
+
+
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`torch.compile(fn)`, falling back to `fn` (with a warning) if compilation fails.
+
+    Compilation needs a C++ compiler on CPU (Triton on CUDA) and takes tens of seconds on the
+    first call; it pays off on long runs (thousands of iterations), where the fused kernels
+    cut the per-iteration dispatch overhead that dominates small models.
+    """
+    state: dict[str, Callable[..., Any]] = {}
+
+    def call(*args: Any) -> Any:
+        if "fn" not in state:
+            candidate = torch.compile(fn, dynamic=False)
+            try:
+                result = candidate(*args)
+            except Exception as err:  # noqa: BLE001 - any backend failure: the eager path is exact
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=2)
+                state["fn"] = fn
+                return fn(*args)
+            state["fn"] = candidate
+            return result
+        return state["fn"](*args)
+
+    return call
 
 
 def best_rows(losses: torch.Tensor, clients: int) -> list[int]:
