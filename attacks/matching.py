@@ -1,10 +1,12 @@
 """The shared machinery of optimisation-based gradient inversion.
 
-`MatchingProblem` turns a `ServerView` into a per-restart objective
-`(candidate images, labels) -> distance(simulated update, observed update) + priors` and its
-batched value-and-gradient over restarts (`torch.func.vmap` of `grad_and_value`), so every
-restart runs in one computation. The attacks (DLG, iDLG, Inverting Gradients,
-GradInversion) differ only in the objective's terms, the optimiser and the label handling.
+`MatchingProblem` turns the `ServerView`s of one round into a per-row objective
+`(candidate images, labels, observed update) -> distance(simulated update, observed update) + priors`
+and its batched value-and-gradient (`torch.func.vmap` of `grad_and_value`), a row being one
+(client, restart) pair, so every client and restart of a round runs in one computation
+(`batch_groups` says which views can share one; `reconstruct_in_groups` runs them).
+The attacks (DLG, iDLG, Inverting Gradients, GradInversion) differ only in the objective's
+terms, the optimiser and the label handling.
 """
 
 from __future__ import annotations
