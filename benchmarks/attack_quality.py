@@ -107,7 +107,7 @@ def bench_batch_labels(cases: int = 50) -> None:
         )
 
 
-def bench_ig(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee"), iterations: int = 2000, tv: float = 1e-4) -> None:
+def bench_ig(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "cat"), iterations: int = 2000, tv: float = 1e-4) -> None:
     values = []
     for index, name in enumerate(photos):
         x, label, view = _dlg_case(index, name)
@@ -209,11 +209,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dlg-photos", default=",".join(DLG_PHOTOS))
     parser.add_argument("--dlg-iterations", type=int, default=300)
-    parser.add_argument("--ig-photos", default="astronaut,chelsea,coffee")
+    parser.add_argument("--ig-photos", default="astronaut,chelsea,coffee,rocket,cat")
     parser.add_argument("--gi-iterations", type=int, default=1000)
     parser.add_argument("--gi-cases", type=int, default=2)
     parser.add_argument("--breaching-iterations", type=int, default=2000)
     parser.add_argument("--breaching-photos", default="astronaut,chelsea,coffee")
+    parser.add_argument("--breaching-tv", type=float, default=0.2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     chosen = args.only.split(",")
@@ -234,7 +235,9 @@ def main() -> None:
     if "defenses" in chosen:
         bench_defenses(args.dlg_iterations)
     if "breaching" in chosen:
-        bench_vs_breaching(tuple(args.breaching_photos.split(",")), iterations=args.breaching_iterations)
+        bench_vs_breaching(
+            tuple(args.breaching_photos.split(",")), iterations=args.breaching_iterations, tv=args.breaching_tv
+        )
     print(f"total time: {time.perf_counter() - start:.0f}s")
 
 

@@ -18,7 +18,7 @@ Case: DLG's untrained sigmoid LeNet (width 12, U(-0.5, 0.5), seed 0), one 32x32 
 The machine is shared, so the forms are measured in alternation, several rounds, and the median
 is reported. Prints ms per iteration per restart; the last line is `batched_speedup_8_restarts: X.XX`.
 
-Run: PYTHONPATH=. python benchmarks/attack_speed.py [--iterations 100] [--rounds 3]
+Run: PYTHONPATH=. python benchmarks/attack_speed.py [--iterations 100] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def breaching_ms(iterations: int, threads: int) -> tuple[float | None, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-breaching", action="store_true")
     args = parser.parse_args()
