@@ -187,4 +187,32 @@ class Attack(abc.ABC):
         return {key: value for key, value in vars(self).items() if not key.startswith("_")}
 
 
-__all__ = ["Attack", "Protocol", "Reconstruction", "ServerView", "SharedMetadata"]
+class BatchedAttack(Attack):
+    """An attack whose unit of work is a round: `reconstruct` is `reconstruct_many` of one view.
+
+    Subclasses implement `reconstruct_many`, running every client and restart as one batched
+    computation.
+    """
+
+    def reconstruct(
+        self,
+        view: ServerView,
+        *,
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+    ) -> Reconstruction:
+        """Reconstruct the client's batch; `labels` is the explicit known-labels threat model."""
+        return self.reconstruct_many([view], generators=[generator], labels=[labels])[0]
+
+    @abc.abstractmethod
+    def reconstruct_many(
+        self,
+        views: Sequence[ServerView],
+        *,
+        generators: Sequence[torch.Generator],
+        labels: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[Reconstruction]:
+        """One batched computation over the views (of one round, see `attacks.matching.batch_groups`)."""
+
+
+__all__ = ["Attack", "BatchedAttack", "Protocol", "Reconstruction", "ServerView", "SharedMetadata"]

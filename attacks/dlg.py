@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import torch
 
-from attacks.base import Attack, Reconstruction, ServerView
+from attacks.base import BatchedAttack, Reconstruction, ServerView
 from attacks.functional import num_images
 from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstructions, resolve_many
 from attacks.objectives import LAYER_WEIGHTINGS
@@ -25,7 +25,7 @@ from attacks.params import hyper, validate
 
 
 @dataclass(frozen=True)
-class DLG(Attack):
+class DLG(BatchedAttack):
     """DLG with its paper's settings: L-BFGS, step 1, 300 iterations, L2 distance, joint soft labels."""
 
     name: ClassVar[str] = "dlg"
@@ -44,16 +44,6 @@ class DLG(Attack):
 
     def __post_init__(self) -> None:
         validate(self, self.name)
-
-    def reconstruct(
-        self,
-        view: ServerView,
-        *,
-        generator: torch.Generator,
-        labels: torch.Tensor | None = None,
-    ) -> Reconstruction:
-        """Reconstruct the client's batch; `labels` is the explicit known-labels threat model."""
-        return self.reconstruct_many([view], generators=[generator], labels=[labels])[0]
 
     def reconstruct_many(
         self,

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from attacks.base import Attack, Reconstruction, ServerView
+from attacks.base import BatchedAttack, Reconstruction, ServerView
 from attacks.matching import MatchingProblem, ObjectiveTerms, initial_rows, reconstructions, resolve_many
 from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import adam_batched
@@ -28,7 +28,7 @@ INITS = ("randn", "rand", "zeros")
 
 
 @dataclass(frozen=True)
-class InvertingGradients(Attack):
+class InvertingGradients(BatchedAttack):
     """Inverting Gradients, with breaching 0.1.2's `invertinggradients` defaults.
 
     Geiping et al. 2020 (and breaching): Adam, step 0.1, signed gradients, step decay,
@@ -55,16 +55,6 @@ class InvertingGradients(Attack):
 
     def terms(self) -> ObjectiveTerms:
         return ObjectiveTerms(distance=self.distance, layer_weighting=self.layer_weighting, tv=self.tv)
-
-    def reconstruct(
-        self,
-        view: ServerView,
-        *,
-        generator: torch.Generator,
-        labels: torch.Tensor | None = None,
-    ) -> Reconstruction:
-        """Reconstruct the client's batch; `labels` is the explicit known-labels threat model."""
-        return self.reconstruct_many([view], generators=[generator], labels=[labels])[0]
 
     def reconstruct_many(
         self,
