@@ -3,7 +3,7 @@
 DLG minimises the squared L2 distance between the candidate's gradient and the observed
 one with L-BFGS (step 1, torch's defaults), optimising the labels jointly as soft labels
 (softmax of free logits); iDLG first reads the label from the last layer's gradient and
-optimises only the image. Restarts run as one batch (`optimize.lbfgs_batched`).
+optimises only the image. Restarts, and the clients of one round, run as one batch (`optimize.lbfgs_batched`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ constraint to the valid image range, from several random restarts, keeping the b
 For a FedAvg update the client's local steps are unrolled (`meta.local_steps` SGD steps of
 `meta.batch_size` at `meta.learning_rate`) and the weight change is matched.
 GradInversion adds `bn * sum_l ||mu_l(x) - mu_l|| + ||var_l(x) - var_l||` against the BN
-layers' running statistics in the model the server sent.
+layers' running statistics in the model the server sent. Restarts, and the clients of one
+round, run as one batch (`optimize.adam_batched` over vmapped rows).
 """
 
 from __future__ import annotations
