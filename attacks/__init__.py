@@ -1,6 +1,7 @@
 """Gradient-inversion attacks on what an honest-but-curious server sees (`ServerView`)."""
 
 from attacks.base import Attack, BatchedAttack, Reconstruction, ServerView, SharedMetadata
+from attacks.labels import recover_labels
 from attacks.matching import batch_groups, reconstruct_in_groups
 from attacks.params import AttackParameterError
 from attacks.registry import ATTACKS, attack_parameters, create_attack
@@ -17,4 +18,5 @@ __all__ = [
     "batch_groups",
     "create_attack",
     "reconstruct_in_groups",
+    "recover_labels",
 ]

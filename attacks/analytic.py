@@ -18,7 +18,7 @@ from torch import nn
 
 from attacks.base import Attack, Reconstruction, ServerView
 from attacks.functional import model_device, num_images, to_unit_range
-from attacks.matching import recover_labels
+from attacks.labels import recover_labels
 from attacks.params import hyper, validate
 from flaudit.errors import FlauditError
 

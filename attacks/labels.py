@@ -1,4 +1,9 @@
-"""Label recovery from the last layer's gradients, as plain functions on tensors.
+"""Label recovery from the last layer's gradients.
+
+`recover_labels(view, count)` is the entry point: iDLG's rule for one image, and for a batch the
+count rule with the attacker's estimate of the batch's mean prediction (`estimated_mean_probs`),
+the most accurate rule here (96.5 % vs 84.5 % for the bias rule alone on the untrained sigmoid
+LeNet, `benchmarks/attack_quality.py`). The rules themselves are plain functions on tensors.
 
 For cross-entropy, the gradient of the last linear layer's bias is `mean_n(p_n - y_n)` and of
 its weight `mean_n (p_n - y_n) h_n^T`: entries of the true classes are pulled negative (when
@@ -8,6 +13,9 @@ the features `h` are non-negative, after a ReLU or sigmoid), which is what these
 from __future__ import annotations
 
 import torch
+
+from attacks.base import ServerView
+from attacks.functional import ClientModel, last_layer_gradient, model_device, normalization
 
 
 def idlg_label(weight_grad: torch.Tensor) -> torch.Tensor:
@@ -86,6 +94,32 @@ def batch_labels(
     return torch.sort(torch.tensor(chosen, dtype=torch.long, device=scores.device))[0]
 
 
+def estimated_mean_probs(view: ServerView, *, samples: int = 32, seed: int = 0) -> torch.Tensor:
+    """The model's mean softmax output on dummy inputs (uniform noise in the valid range), in train mode.
+
+    The attacker's own estimate of the batch's mean prediction, for the count rule; a fixed
+    seed keeps label recovery deterministic.
+    """
+    device = model_device(view.model)
+    generator = torch.Generator().manual_seed(seed)
+    mean, std = normalization(view)
+    dummy = torch.rand((samples, *view.meta.input_shape), generator=generator).to(device)
+    client = ClientModel(view.model, ())
+    with torch.no_grad():
+        logits = client.logits(client.params, (dummy - mean) / std)
+    return torch.softmax(logits.float(), dim=-1).mean(dim=0)
+
+
+def recover_labels(view: ServerView, count: int) -> torch.Tensor:
+    """Labels from the last layer's gradient: iDLG's rule for one image, the count rule for a batch."""
+    weight, bias = last_layer_gradient(view)
+    device = model_device(view.model)
+    if count == 1:
+        return idlg_label(weight).to(device)
+    probs = estimated_mean_probs(view) if bias is not None else None
+    return batch_labels(num_images=count, bias_grad=bias, weight_grad=weight, mean_probs=probs).to(device)
+
+
 def multiset_accuracy(recovered: torch.Tensor, truth: torch.Tensor) -> float:
     """Fraction of `truth`'s labels found in `recovered`, counted as multisets."""
     rec = torch.bincount(recovered.flatten().cpu(), minlength=int(max(recovered.max(), truth.max())) + 1)
@@ -94,4 +128,4 @@ def multiset_accuracy(recovered: torch.Tensor, truth: torch.Tensor) -> float:
     return float(torch.minimum(rec, ref).sum()) / truth.numel()
 
 
-__all__ = ["batch_labels", "idlg_label", "multiset_accuracy"]
+__all__ = ["batch_labels", "estimated_mean_probs", "idlg_label", "multiset_accuracy", "recover_labels"]

@@ -24,14 +24,13 @@ from torch.func import grad_and_value, vmap
 from attacks.base import Attack, Reconstruction, ServerView
 from attacks.functional import (
     ClientModel,
-    last_layer_gradient,
     model_device,
     normalization,
     num_images,
     observed_target,
     to_unit_range,
 )
-from attacks.labels import batch_labels, idlg_label
+from attacks.labels import recover_labels
 from attacks.objectives import (
     bn_statistics_loss,
     element_weights,
@@ -63,32 +62,6 @@ class ObjectiveTerms:
     bn: float = 0.0
     bn_first_multiplier: float = 10.0
     soft_labels: bool = False
-
-
-def estimated_mean_probs(view: ServerView, *, samples: int = 32, seed: int = 0) -> torch.Tensor:
-    """The model's mean softmax output on dummy inputs (uniform noise in the valid range), in train mode.
-
-    The attacker's own estimate of the batch's mean prediction, for the count rule; a fixed
-    seed keeps label recovery deterministic.
-    """
-    device = model_device(view.model)
-    generator = torch.Generator().manual_seed(seed)
-    mean, std = normalization(view)
-    dummy = torch.rand((samples, *view.meta.input_shape), generator=generator).to(device)
-    client = ClientModel(view.model, ())
-    with torch.no_grad():
-        logits = client.logits(client.params, (dummy - mean) / std)
-    return torch.softmax(logits.float(), dim=-1).mean(dim=0)
-
-
-def recover_labels(view: ServerView, count: int) -> torch.Tensor:
-    """Labels from the last layer's gradient: iDLG's rule for one image, the count rule for a batch."""
-    weight, bias = last_layer_gradient(view)
-    device = model_device(view.model)
-    if count == 1:
-        return idlg_label(weight).to(device)
-    probs = estimated_mean_probs(view) if bias is not None else None
-    return batch_labels(num_images=count, bias_grad=bias, weight_grad=weight, mean_probs=probs).to(device)
 
 
 def batch_groups(views: Sequence[ServerView]) -> list[list[int]]:

@@ -1,8 +1,7 @@
 import torch
 
 from attacks.functional import last_layer_gradient
-from attacks.matching import recover_labels
-from attacks.labels import batch_labels, idlg_label, multiset_accuracy
+from attacks.labels import batch_labels, idlg_label, multiset_accuracy, recover_labels
 from attacks.simulate import fedsgd_view
 from fl_sim.models import ModelSpec, build_model
 
