@@ -2,7 +2,7 @@
 
 `recover_labels(view, count)` is the entry point: iDLG's rule for one image, and for a batch the
 count rule with the attacker's estimate of the batch's mean prediction (`estimated_mean_probs`),
-the most accurate rule here (96.5 % vs 84.5 % for the bias rule alone on the untrained sigmoid
+the most accurate rule here (97.5 % vs 84.5 % for the bias rule alone on the untrained sigmoid
 LeNet, `benchmarks/attack_quality.py`). The rules themselves are plain functions on tensors.
 
 For cross-entropy, the gradient of the last linear layer's bias is `mean_n(p_n - y_n)` and of
@@ -65,8 +65,13 @@ def batch_labels(
     """
     if bias_grad is not None and mean_probs is not None:
         counts = num_images * (mean_probs.detach().double().to(bias_grad.device) - bias_grad.detach().double())
-        picked: list[int] = []
-        for _ in range(num_images):
+        # A negative bias gradient is certain evidence (p_k >= 0, so counts_k / B > p_k >= 0):
+        # those classes are present whatever the estimate says; the estimate places the rest.
+        negative = torch.nonzero(bias_grad < 0).flatten()
+        picked: list[int] = negative[torch.argsort(bias_grad[negative])][:num_images].tolist()
+        for index in picked:
+            counts[index] -= 1.0
+        while len(picked) < num_images:
             index = int(torch.argmax(counts))
             picked.append(index)
             counts[index] -= 1.0
