@@ -50,7 +50,8 @@ def batch_labels(
     With a bias gradient and an estimate `mean_probs` of the batch's mean softmax output (the
     attacker runs the model on dummy inputs, as in Geng et al. 2021), the counts follow
     directly from `bias_grad = mean_probs - counts / num_images`: `counts = num_images *
-    (mean_probs - bias_grad)`, and classes are taken greedily by largest remaining count. This
+    (mean_probs - bias_grad)`; classes with a negative bias gradient are taken first (they are
+    certainly present), then the rest greedily by largest remaining count. This
     corrects the bias rule where the untrained model's softmax is peaked (a present class with
     mean probability above 1/num_images has a positive bias gradient).
 
