@@ -309,8 +309,8 @@ def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 def best_rows(losses: torch.Tensor, clients: int) -> list[int]:
     """Per client, the row of its lowest-loss restart (rows client-major)."""
     per_client = losses.reshape(clients, -1)
-    restarts = per_client.shape[1]
-    return [i * restarts + int(torch.argmin(per_client[i])) for i in range(clients)]
+    offsets = torch.arange(clients, device=losses.device) * per_client.shape[1]
+    return (per_client.argmin(dim=1) + offsets).tolist()
 
 
 def _swap(pair: tuple[object, torch.Tensor]) -> tuple[torch.Tensor, object]:
