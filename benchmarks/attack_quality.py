@@ -110,7 +110,8 @@ def bench_batch_labels(cases: int = 50) -> None:
         )
 
 
-def bench_ig(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "cat"), iterations: int = 2000, tv: float = 1e-4) -> None:
+def ig_psnr(photos: tuple[str, ...], *, iterations: int, tv: float) -> list[float]:
+    """inverting_gradients (batch 1, known label) on each photo's LeNet case; prints and returns the PSNRs."""
     values = []
     for index, name in enumerate(photos):
         x, label, view = _dlg_case(index, name)
@@ -118,7 +119,12 @@ def bench_ig(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocke
             view, generator=_gen(index), labels=label
         )
         values.append(psnr(rec.images, x))
-        print(f"inverting_gradients {name}: psnr_db {values[-1]:.1f}  loss {min(rec.restart_losses):.3e}  {rec.wall_time_s:.0f}s")
+        print(f"inverting_gradients tv {tv} {name}: psnr_db {values[-1]:.2f}  loss {min(rec.restart_losses):.3e}  {rec.wall_time_s:.0f}s")
+    return values
+
+
+def bench_ig(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "cat"), iterations: int = 2000, tv: float = 1e-4) -> None:
+    values = ig_psnr(photos, iterations=iterations, tv=tv)
     print(
         f"inverting_gradients (LeNet, batch 1, known label, tv {tv}, {iterations} it) psnr_db mean "
         f"{sum(values) / len(values):.1f} min {min(values):.1f} (target >= 16)"
@@ -181,14 +187,7 @@ def bench_vs_breaching(photos: tuple[str, ...] = ("astronaut", "chelsea", "coffe
     import subprocess
 
     python = os.environ.get("BREACHING_PYTHON", "/tmp/breachenv/bin/python")
-    ours = []
-    for index, name in enumerate(photos):
-        x, label, view = _dlg_case(index, name)
-        rec = create_attack("inverting_gradients", iterations=iterations, tv=tv).reconstruct(
-            view, generator=_gen(index), labels=label
-        )
-        ours.append(psnr(rec.images, x))
-        print(f"inverting_gradients tv {tv} {name}: psnr_db {ours[-1]:.2f}  {rec.wall_time_s:.0f}s")
+    ours = ig_psnr(photos, iterations=iterations, tv=tv)
     if not os.path.exists(python):
         print(f"breaching: not measured: no venv at {python} (see benchmarks/attack_breaching_ref.py)")
         return
