@@ -37,7 +37,7 @@ def photo_crops(count: int, *, generator: torch.Generator, side: int = 32, scale
     return torch.stack(out)
 
 
-def meta_for(batch: int, *, side: int = 32) -> SharedMetadata:
+def meta_for(batch: int, *, side: int = 32, classes: int = 10) -> SharedMetadata:
     return SharedMetadata(
         protocol="fedsgd",
         num_examples=batch,
@@ -45,7 +45,7 @@ def meta_for(batch: int, *, side: int = 32) -> SharedMetadata:
         local_steps=1,
         learning_rate=0.1,
         input_shape=(3, side, side),
-        num_classes=10,
+        num_classes=classes,
         data_mean=(0.5, 0.5, 0.5),
         data_std=(0.5, 0.5, 0.5),
     )
