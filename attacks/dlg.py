@@ -34,7 +34,10 @@ class DLG(BatchedAttack):
     lr: float = hyper(1.0, low=0.0, low_open=True, doc="L-BFGS step size")
     max_iter: int = hyper(20, low=1, doc="L-BFGS inner iterations per step (torch's default)")
     history_size: int = hyper(100, low=1, doc="L-BFGS curvature pairs kept")
-    restarts: int = hyper(1, low=1, high=4096, doc="random restarts, run as one batch; the best by loss is kept")
+    restarts: int = hyper(
+        1, low=1, high=4096,
+        doc="random restarts, run as one batch; the best by loss is kept (the papers use 1; 4 avoids stalled runs)",
+    )
     label_mode: str = hyper("joint", choices=("joint", "recovered"), doc="optimise soft labels or read them analytically")
     distance: str = hyper("l2", choices=("l2", "cosine"), doc="gradient distance")
     layer_weighting: str = hyper("equal", choices=LAYER_WEIGHTINGS, doc="per-tensor weights of the distance")
