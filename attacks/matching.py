@@ -152,12 +152,15 @@ class MatchingProblem:
                 "the BN-statistics prior needs a model with BatchNorm running statistics; "
                 "use inverting_gradients for models without BatchNorm"
             )
-        self.weights = layer_weights(len(target), scheme=terms.layer_weighting)
         # Flattened once: the distance is then a handful of ops per evaluation, not a few per tensor.
         self.flat_targets = torch.stack(
             [flatten_gradients(target)] + [flatten_gradients(observed_target(v)[1]) for v in views[1:]]
         )
-        self.flat_weights = None if terms.layer_weighting == "equal" else element_weights(target, self.weights)
+        self.flat_weights = (
+            None
+            if terms.layer_weighting == "equal"
+            else element_weights(target, layer_weights(len(target), scheme=terms.layer_weighting))
+        )
         mean, std = normalization(view)
         # The box: the normalised images of [0, 1] pixels.
         self.low = (0.0 - mean) / std
