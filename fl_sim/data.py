@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from flaudit.errors import DatasetUnavailableError
+from flaudit.offline import downloads_allowed
 from flaudit.registry import Registry
 from fl_sim.scenario import DataConfig
 
@@ -241,8 +242,9 @@ def _download(fn: Callable[[bool], Dataset], name: str, root: Path) -> Dataset:
     """Load with download=False when the files are there, else try to download (bounded wait)."""
     try:
         return fn(False)
-    except Exception:
-        pass
+    except Exception as err:
+        if not downloads_allowed():
+            raise _unavailable(name, root, err) from None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
     try:

@@ -95,12 +95,15 @@ def load_inception(*, dims: int = 2048, device: str | torch.device = "cpu", down
     """pytorch-fid's `InceptionV3` returning the block for `dims` features, in eval mode.
 
     Raises:
-        WeightsUnavailableError: the FID Inception weights are missing and cannot be downloaded.
+        WeightsUnavailableError: the pytorch-fid package is missing, or the FID Inception weights are
+            missing and cannot be downloaded.
     """
     if dims not in FEATURE_DIMS:
         raise ValueError(f"dims must be one of {FEATURE_DIMS}, got {dims}")
-    from pytorch_fid.inception import InceptionV3
-
+    try:
+        from pytorch_fid.inception import InceptionV3
+    except ImportError as err:
+        raise WeightsUnavailableError(f"fid unavailable: the pytorch-fid package is missing ({err}); pip install pytorch-fid") from None
     FID_INCEPTION.ensure(download=download)
     try:
         with contextlib.redirect_stderr(io.StringIO()):

@@ -33,11 +33,13 @@ def load_lpips(
             missing; such a network is not the LPIPS metric and must not be reported as one.
 
     Raises:
-        WeightsUnavailableError: the backbone or linear-layer weights cannot be had; the message
+        WeightsUnavailableError: the package, the backbone or the linear-layer weights cannot be had; the message
             names the file and where to put it.
     """
-    import lpips as lpips_package
-
+    try:
+        import lpips as lpips_package
+    except ImportError as err:
+        raise WeightsUnavailableError(f"lpips unavailable: the lpips package is missing ({err}); pip install lpips") from None
     linear = lpips_linear_layers_path()
     if not linear.is_file():
         raise WeightsUnavailableError(

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from flaudit.errors import WeightsUnavailableError
+from flaudit.offline import downloads_allowed
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class WeightFile:
             return self.path
         if not download:
             raise WeightsUnavailableError(self.missing_message("download disabled"))
+        if not downloads_allowed():
+            raise WeightsUnavailableError(self.missing_message("FLAUDIT_OFFLINE is set"))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(self.url, str(self.path), progress=False)
