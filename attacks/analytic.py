@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,7 +18,7 @@ from torch import nn
 from attacks.base import Attack, Reconstruction, ServerView
 from attacks.functional import model_device, num_images, to_unit_range
 from attacks.labels import recover_labels
-from attacks.params import hyper, validate
+from attacks.params import AnalyticLinearParams
 from flaudit.errors import FlauditError
 
 
@@ -61,15 +60,8 @@ def invert_linear(weight_grad: torch.Tensor, bias_grad: torch.Tensor, *, count: 
 
 
 @dataclass(frozen=True)
-class AnalyticLinear(Attack):
+class AnalyticLinear(AnalyticLinearParams, Attack):
     """Exact recovery of one input from a fully connected first layer with bias; no hyperparameters to tune."""
-
-    name: ClassVar[str] = "analytic_linear"
-
-    layer: str = hyper("", doc="name of the first nn.Linear ('' finds it)")
-
-    def __post_init__(self) -> None:
-        validate(self, self.name)
 
     def reconstruct(
         self,

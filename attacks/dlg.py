@@ -12,41 +12,19 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
 from attacks.base import BatchedAttack, Reconstruction, ServerView
 from attacks.functional import num_images
 from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstructions, resolve_many
-from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import lbfgs_batched
-from attacks.params import hyper, validate
+from attacks.params import DLGParams, IDLGParams
 
 
 @dataclass(frozen=True)
-class DLG(BatchedAttack):
-    """DLG with its paper's settings: L-BFGS, step 1, 300 iterations, L2 distance, joint soft labels."""
-
-    name: ClassVar[str] = "dlg"
-
-    iterations: int = hyper(300, low=1, doc="L-BFGS steps (each up to max_iter inner iterations)")
-    lr: float = hyper(1.0, low=0.0, low_open=True, doc="L-BFGS step size")
-    max_iter: int = hyper(20, low=1, doc="L-BFGS inner iterations per step (torch's default)")
-    history_size: int = hyper(100, low=1, doc="L-BFGS curvature pairs kept")
-    restarts: int = hyper(
-        1, low=1, high=4096,
-        doc="random restarts, run as one batch; the best by loss is kept (the papers use 1; 4 avoids stalled runs)",
-    )
-    label_mode: str = hyper("joint", choices=("joint", "recovered"), doc="optimise soft labels or read them analytically")
-    distance: str = hyper("l2", choices=("l2", "cosine"), doc="gradient distance")
-    layer_weighting: str = hyper("equal", choices=LAYER_WEIGHTINGS, doc="per-tensor weights of the distance")
-    tv: float = hyper(0.0, low=0.0, doc="total-variation weight (DLG has none)")
-    init: str = hyper("randn", choices=("randn", "rand"), doc="initial candidates (normalised space)")
-    compile: bool = hyper(False, doc="torch.compile the batched objective: slow first call, faster iterations")
-
-    def __post_init__(self) -> None:
-        validate(self, self.name)
+class DLG(DLGParams, BatchedAttack):
+    """DLG with its paper's settings (`attacks.params.DLGParams`)."""
 
     def reconstruct_many(
         self,
@@ -127,12 +105,8 @@ class DLG(BatchedAttack):
 
 
 @dataclass(frozen=True)
-class IDLG(DLG):
+class IDLG(IDLGParams, DLG):
     """iDLG: DLG with the label read from the last layer's gradient (the sign rule), then L-BFGS on the image."""
-
-    name: ClassVar[str] = "idlg"
-
-    label_mode: str = hyper("recovered", choices=("recovered",), doc="iDLG always recovers the labels analytically")
 
 
 __all__ = ["DLG", "IDLG"]

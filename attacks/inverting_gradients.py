@@ -15,44 +15,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
 from attacks.base import BatchedAttack, Reconstruction, ServerView
 from attacks.matching import MatchingProblem, ObjectiveTerms, initial_rows, reconstructions, resolve_many
-from attacks.objectives import LAYER_WEIGHTINGS
 from attacks.optimize import adam_batched
-from attacks.params import hyper, validate
-
-INITS = ("randn", "rand", "zeros")
+from attacks.params import GradInversionParams, InvertingGradientsParams
 
 
 @dataclass(frozen=True)
-class InvertingGradients(BatchedAttack):
+class InvertingGradients(InvertingGradientsParams, BatchedAttack):
     """Inverting Gradients, with breaching 0.1.2's `invertinggradients` defaults.
 
     Geiping et al. 2020 (and breaching): Adam, step 0.1, signed gradients, step decay,
     box constraint, 24,000 iterations, cosine distance, TV weight 0.2 (breaching's TV
     definition, see `objectives.total_variation`), one restart.
     """
-
-    name: ClassVar[str] = "inverting_gradients"
-
-    iterations: int = hyper(24_000, low=1, doc="Adam iterations per restart")
-    lr: float = hyper(0.1, low=0.0, low_open=True, doc="Adam step size")
-    tv: float = hyper(0.2, low=0.0, doc="total-variation weight")
-    restarts: int = hyper(1, low=1, high=4096, doc="random restarts, run as one batch; the best by loss is kept")
-    distance: str = hyper("cosine", choices=("cosine", "l2"), doc="gradient distance")
-    layer_weighting: str = hyper("equal", choices=LAYER_WEIGHTINGS, doc="per-tensor weights of the distance")
-    signed: bool = hyper(True, doc="step on the sign of the gradient")
-    boxed: bool = hyper(True, doc="clamp to the valid [0, 1] pixel range (normalised)")
-    lr_decay: bool = hyper(True, doc="step size / 10 at 3/8, 5/8, 7/8 of the iterations")
-    init: str = hyper("randn", choices=INITS, doc="initial candidates (normalised space)")
-    compile: bool = hyper(False, doc="torch.compile the batched objective: slow first call, faster iterations")
-
-    def __post_init__(self) -> None:
-        validate(self, self.name)
 
     def terms(self) -> ObjectiveTerms:
         return ObjectiveTerms(distance=self.distance, layer_weighting=self.layer_weighting, tv=self.tv)
@@ -108,18 +87,13 @@ class InvertingGradients(BatchedAttack):
 
 
 @dataclass(frozen=True)
-class GradInversion(InvertingGradients):
+class GradInversion(GradInversionParams, InvertingGradients):
     """Inverting Gradients plus GradInversion's batch-statistics prior (Yin et al. 2021).
 
     The BN prior's weight 0.1 and first-layer multiplier 10 are breaching's
     `seethroughgradients` / DeepInversion defaults; the rest are Inverting Gradients'.
     Yin et al.'s group-consistency term is not implemented.
     """
-
-    name: ClassVar[str] = "gradinversion"
-
-    bn: float = hyper(0.1, low=0.0, low_open=True, doc="weight of the BN-statistics prior")
-    bn_first_multiplier: float = hyper(10.0, low=0.0, doc="extra weight of the first BN layer")
 
     def terms(self) -> ObjectiveTerms:
         return ObjectiveTerms(

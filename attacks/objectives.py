@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-LAYER_WEIGHTINGS = ("equal", "linear", "exp")
+from attacks.params import LAYER_WEIGHTINGS
 
 
 def layer_weights(count: int, *, scheme: str = "equal") -> tuple[float, ...]:

@@ -9,12 +9,14 @@ from attacks.analytic import AnalyticLinear
 from attacks.base import Attack
 from attacks.dlg import DLG, IDLG
 from attacks.inverting_gradients import GradInversion, InvertingGradients
-from attacks.params import AttackParameterError, allowed_parameters
+from attacks.params import ATTACK_PARAMS, check_unknown
 from flaudit.registry import Registry
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 for _cls in (DLG, IDLG, InvertingGradients, GradInversion, AnalyticLinear):
     ATTACKS.add(_cls.name, _cls)
+# The torch-free declarations (`attacks.params`) and the attacks name the same set.
+assert ATTACKS.names() == ATTACK_PARAMS.names(), (ATTACKS.names(), ATTACK_PARAMS.names())
 
 
 def attack_parameters(name: str) -> dict[str, Any]:
@@ -32,14 +34,7 @@ def create_attack(name: str, **params: Any) -> Attack:
             range (the message names the attack, the parameter and what is allowed).
     """
     cls = ATTACKS.get(name)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise AttackParameterError(
-            f"attack {name!r} has no parameter {unknown[0]!r}"
-            + (f" (nor {', '.join(repr(u) for u in unknown[1:])})" if len(unknown) > 1 else "")
-            + f"; its parameters are:\n{allowed_parameters(cls)}"
-        )
+    check_unknown(cls, name, params)
     return cls(**params)
 
 

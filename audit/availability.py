@@ -9,10 +9,6 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-import torch
-
-from audit.functional.weights import ALEXNET, FID_INCEPTION, lpips_linear_layers_path
-
 
 @dataclass(frozen=True)
 class Availability:
@@ -33,6 +29,8 @@ class Availability:
 
 def metric_availability() -> list[Availability]:
     """Each metric, with the weight files it needs (checked in the caches, nothing downloaded)."""
+    from audit.functional.weights import ALEXNET, FID_INCEPTION, lpips_linear_layers_path
+
     out = [Availability("metric", name, True, "pure tensor maths") for name in ("mse", "psnr", "ssim")]
     if importlib.util.find_spec("lpips") is None:
         out.append(Availability("metric", "lpips", False, "the lpips package is missing: pip install lpips"))
@@ -71,6 +69,8 @@ def dataset_availability() -> list[Availability]:
 
 def device_availability() -> list[Availability]:
     """CPU always; CUDA GPUs and Apple MPS where present."""
+    import torch
+
     out = [Availability("device", "cpu", True, f"{torch.get_num_threads()} torch threads")]
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
@@ -87,8 +87,9 @@ def device_availability() -> list[Availability]:
 
 
 def package_availability() -> list[Availability]:
+    """The packages the runs need, found without importing them (so this part needs no torch)."""
     out = []
-    for module, pip in (("flwr", "flwr[simulation]"), ("ray", "flwr[simulation]"), ("opacus", "opacus"),
+    for module, pip in (("torch", "torch"), ("torchvision", "torchvision"), ("flwr", "flwr[simulation]"), ("ray", "flwr[simulation]"), ("opacus", "opacus"),
                         ("tensorboard", "tensorboard"), ("lpips", "lpips"), ("pytorch_fid", "pytorch-fid"),
                         ("skimage", "scikit-image"), ("sklearn", "scikit-learn")):
         found = importlib.util.find_spec(module) is not None
@@ -98,4 +99,4 @@ def package_availability() -> list[Availability]:
 
 def availability() -> list[Availability]:
     """Everything `flaudit doctor` reports."""
-    return metric_availability() + dataset_availability() + device_availability() + package_availability()
+    return package_availability() + metric_availability() + dataset_availability() + device_availability()

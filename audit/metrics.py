@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from audit import functional as AF
+from fl_sim.scenario import METRIC_NAMES
 from flaudit.registry import Registry
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,7 +69,7 @@ def _lpips(*, device: torch.device, download: bool = True) -> ImageMetric:
 
 #: The set metric, scored per round over all of a round's images.
 SET_METRICS = ("fid",)
-DEFAULT_METRICS: tuple[str, ...] = ("mse", "psnr", "ssim", "lpips", "fid")
+DEFAULT_METRICS: tuple[str, ...] = METRIC_NAMES
 
 
 def known_metrics() -> tuple[str, ...]:

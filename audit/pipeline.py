@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attacks.registry import create_attack
-from flaudit.errors import FlauditError, ScenarioError
+import torch
+
+from audit.metrics import DEFAULT_METRICS, ImageMetric
+from audit.scorer import RoundAudit, score_run
+
+from flaudit.errors import DatasetUnavailableError, FlauditError, ScenarioError
 from flaudit.progress import is_quiet
 from fl_sim.run_store import RunStore
-from fl_sim.scenario import DefenseConfig, Scenario, SweepAxis, dump_scenario, load_scenario
+from fl_sim.scenario import DefenseConfig, Scenario, SweepAxis, dump_scenario
 from fl_sim.simulate import run_federation
-
-
-def load_checked_scenario(path: str | Path) -> Scenario:
-    """Load a scenario and also check the names only the top of the stack knows (attacks)."""
-    scenario = load_scenario(path)
-    if scenario.attack is not None:
-        try:
-            create_attack(scenario.attack.name, **dict(scenario.attack.params))
-        except FlauditError as err:
-            raise ScenarioError(f"{path}: attack: {err}") from None
-    return scenario
 
 
 def default_run_dir(scenario: Scenario) -> Path:
@@ -93,13 +86,73 @@ def audit_step(store: RunStore, scenario: Scenario, device: str, *, oracle_cache
     """Score the run's reconstructions with the scenario's `audit:` settings (nothing to score without an attack)."""
     if scenario.attack is None:
         return []
-    from audit.commands.audit import audit_run
-
     settings = scenario.audit
     return audit_run(
         store, metrics=settings.metrics, device=device, oracle=settings.oracle, oracle_cache_dir=oracle_cache_dir,
         semsim_checkpoint=settings.semsim_checkpoint, align_cost=settings.align_by, hparams=hparams, quiet=is_quiet(),
     )
+
+
+def audit_run(
+    store: RunStore,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    device: str | torch.device | None = None,
+    oracle: bool = True,
+    oracle_cache_dir: str | Path | None = None,
+    semsim_checkpoint: str | Path | None = None,
+    extra_metrics: Mapping[str, ImageMetric | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+    align_cost: str = "mse",
+    hparams: Mapping[str, float | int | str | bool] | None = None,
+    download: bool = True,
+    quiet: bool = False,
+) -> list[RoundAudit]:
+    """Score a run and write metrics.jsonl, rounds.jsonl, TensorBoard events and report.md.
+
+    Args:
+        store: the run directory (with reconstructions under attacks/).
+        metrics: metric names (see `audit.metrics.known_metrics()`).
+        device: "auto"/None, "cpu", "cuda".
+        oracle: score machine recognition (trains the oracle on the run's dataset on first use).
+        oracle_cache_dir: where to cache the oracle (default RUN_DIR/cache; share it across a sweep).
+        semsim_checkpoint: a SemSim checkpoint; adds the `semsim` metric.
+        extra_metrics: more per-image metrics (see `score_run`).
+        align_cost: "mse" or "ssim" (the scenario's `audit.align_by`).
+        hparams: extra HParams for TensorBoard (e.g. the sweep value).
+        download: let LPIPS/FID fetch missing weights.
+        quiet: print nothing.
+
+    Returns:
+        The RoundAudits.
+    """
+    from audit.report import write_report
+    from audit.tensorboard import write_tensorboard
+    from flaudit.device import resolve_device
+
+    dev = resolve_device(device)
+    judge = None
+    if oracle:
+        from audit.oracle import oracle_for_run
+
+        try:
+            judge = oracle_for_run(store, cache_dir=oracle_cache_dir, device=dev)
+        except (DatasetUnavailableError, ScenarioError, FileNotFoundError) as err:
+            if not quiet:
+                print(f"oracle unavailable: {err}")
+    extras = dict(extra_metrics or {})
+    if semsim_checkpoint is not None:
+        from semsim.score import load_scorer
+
+        extras["semsim"] = load_scorer(str(semsim_checkpoint), device=dev)
+    audits = score_run(store, metrics=metrics, oracle=judge, device=dev, extra_metrics=extras, align_cost=align_cost,
+                       download=download)
+    write_tensorboard(store, audits, hparams=hparams)
+    report = write_report(store, audits)
+    if not quiet:
+        for name, reason in sorted({k: v for a in audits for k, v in a.unavailable.items()}.items()):
+            print(f"{name}: {reason}")
+        print(f"wrote {store.root / 'metrics.jsonl'}, {store.tensorboard_dir}, {report}")
+    return audits
 
 
 def write_sweep(root: Path, runs: list[tuple[Variant, RunStore]]) -> list[Path]:

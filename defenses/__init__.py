@@ -1,18 +1,22 @@
-"""Client-side defenses: pure functions on an update, a registry by name, accounting, a Flower mod."""
+"""Client-side defenses: pure functions on an update, a registry by name, accounting.
 
-from defenses.accounting import PrivacySpent, gaussian_epsilon
-from defenses.functional import clip, clip_noise, gaussian, global_norm, prune
-from defenses.registry import DEFENSES, apply_defenses, validate_defense
+The exports load on first use: `defenses.specs` (names and parameter ranges) needs no torch.
+"""
 
-__all__ = [
-    "DEFENSES",
-    "PrivacySpent",
-    "apply_defenses",
-    "clip",
-    "clip_noise",
-    "gaussian",
-    "gaussian_epsilon",
-    "global_norm",
-    "prune",
-    "validate_defense",
-]
+from flaudit.lazy import lazy_exports
+
+_EXPORTS = {
+    "DEFENSES": "defenses.registry",
+    "DEFENSE_SPECS": "defenses.specs",
+    "PrivacySpent": "defenses.accounting",
+    "apply_defenses": "defenses.registry",
+    "clip": "defenses.functional",
+    "clip_noise": "defenses.functional",
+    "gaussian": "defenses.functional",
+    "gaussian_epsilon": "defenses.accounting",
+    "global_norm": "defenses.functional",
+    "prune": "defenses.functional",
+    "validate_defense": "defenses.specs",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,90 +1,38 @@
-"""Defenses by name, with their parameters' types and ranges, so scenarios fail at load time."""
+"""Defenses by name: the spec (`defenses.specs`) paired with the function that applies it."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from defenses import functional as F
-from flaudit.errors import ScenarioError
-from flaudit.registry import Registry, closest
-
-
-@dataclass(frozen=True)
-class Param:
-    """One defense parameter: its default (None = required) and its allowed interval."""
-
-    default: float | None
-    low: float
-    high: float = math.inf
-    low_inclusive: bool = True
-    high_inclusive: bool = True
-
-    def describe(self) -> str:
-        left = "[" if self.low_inclusive else "("
-        right = "]" if self.high_inclusive else ")"
-        return f"{left}{self.low:g}, {self.high:g}{right}"
-
-    def allows(self, value: float) -> bool:
-        above = value >= self.low if self.low_inclusive else value > self.low
-        below = value <= self.high if self.high_inclusive else value < self.high
-        return above and below
+from defenses.specs import DEFENSE_SPECS, DefenseSpec, Param, validate_defense
+from flaudit.registry import Registry
 
 
 @dataclass(frozen=True)
 class DefenseDef:
-    """A registered defense: how to apply it, and its parameters."""
+    """A registered defense: how to apply it, and its spec."""
 
     apply: Callable[..., F.Update]
-    params: Mapping[str, Param]
-    random: bool
-    doc: str
+    spec: DefenseSpec
 
+    @property
+    def params(self) -> Mapping[str, Param]:
+        return self.spec.params
+
+    @property
+    def random(self) -> bool:
+        return self.spec.random
+
+
+_APPLY: dict[str, Callable[..., F.Update]] = {"gaussian": F.gaussian, "prune": F.prune, "clip_noise": F.clip_noise}
 
 DEFENSES: Registry[DefenseDef] = Registry("defense")
-DEFENSES.add("gaussian", DefenseDef(F.gaussian, {"sigma": Param(None, 0.0)}, True, "add N(0, sigma^2) to every entry"))
-DEFENSES.add("prune", DefenseDef(F.prune, {"ratio": Param(None, 0.0, 1.0)}, False, "zero the ratio share of smallest-magnitude entries per tensor"))
-DEFENSES.add(
-    "clip_noise",
-    DefenseDef(
-        F.clip_noise,
-        {"clip_norm": Param(None, 0.0, low_inclusive=False), "noise_multiplier": Param(None, 0.0),
-         "delta": Param(1e-5, 0.0, 1.0, low_inclusive=False, high_inclusive=False)},
-        True,
-        "clip the update to L2 norm clip_norm, add N(0, (noise_multiplier*clip_norm)^2); (epsilon, delta) accounted",
-    ),
-)
-
-
-def validate_defense(name: str, params: Mapping[str, object], *, where: str) -> dict[str, float]:
-    """Check a defense's name and parameters; return the parameters with defaults filled in.
-
-    Raises:
-        ScenarioError: naming `where` (file and key path), the problem, and what is allowed.
-    """
-    if name not in DEFENSES:
-        raise ScenarioError(f"{where}.name: {DEFENSES.unknown_message(name)}")
-    spec = DEFENSES.get(name)
-    out: dict[str, float] = {}
-    for key, value in params.items():
-        if key not in spec.params:
-            hint = closest(key, tuple(spec.params))
-            suggestion = f" (did you mean {hint!r}?)" if hint else ""
-            raise ScenarioError(f"{where}.{key}: unknown parameter of {name!r}{suggestion}; allowed: {', '.join(spec.params)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScenarioError(f"{where}.{key}: expected a number, got {value!r}")
-        if not spec.params[key].allows(float(value)):
-            raise ScenarioError(f"{where}.{key}: {value!r} is out of range; allowed: {spec.params[key].describe()}")
-        out[key] = float(value)
-    for key, param in spec.params.items():
-        if key not in out:
-            if param.default is None:
-                raise ScenarioError(f"{where}.{key}: required parameter of {name!r} is missing; allowed: {param.describe()}")
-            out[key] = param.default
-    return out
+for _name in DEFENSE_SPECS:
+    DEFENSES.add(_name, DefenseDef(_APPLY[_name], DEFENSE_SPECS.get(_name)))
 
 
 def apply_defenses(
@@ -96,9 +44,12 @@ def apply_defenses(
     """Apply `defenses` (name, params) in order to an update."""
     out = tuple(update)
     for name, params in defenses:
-        spec = DEFENSES.get(name)
+        entry = DEFENSES.get(name)
         kwargs = {k: v for k, v in params.items() if k != "delta"}  # delta is for accounting only
-        if spec.random:
+        if entry.random:
             kwargs["generator"] = generator
-        out = spec.apply(out, **kwargs)
+        out = entry.apply(out, **kwargs)
     return out
+
+
+__all__ = ["DEFENSES", "DefenseDef", "apply_defenses", "validate_defense"]

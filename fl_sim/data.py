@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Subset
 from flaudit.errors import DatasetUnavailableError
 from flaudit.offline import downloads_allowed
 from flaudit.registry import Registry
-from fl_sim.scenario import DataConfig
+from fl_sim.scenario import DATASET_NAMES, DataConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,13 +92,6 @@ def _load_cached(config: DataConfig) -> DatasetBundle:
     if name.startswith("imagefolder:"):
         return _imagefolder(config, Path(name.split(":", 1)[1]).expanduser(), name="imagefolder")
     return DATASETS.get(name)(config)
-
-
-def check_dataset_name(name: str) -> str | None:
-    """None if `name` is a known dataset name, else the message to show."""
-    if name.startswith("imagefolder:"):
-        return None if name.split(":", 1)[1] else "imagefolder needs a path: imagefolder:PATH"
-    return None if name in DATASETS else DATASETS.unknown_message(name) + ", imagefolder:PATH"
 
 
 def dataset_availability(root: str = DataConfig.root) -> dict[str, str | None]:
@@ -342,3 +335,6 @@ def _imagefolder(config: DataConfig, path: Path, *, name: str) -> DatasetBundle:
         raise DatasetUnavailableError(f"imagefolder: {path} holds no images in class sub-folders")
     train, test, labels = _holdout(full, np.asarray(full.targets), config.test_fraction)
     return _bundle(name, train, test, labels, len(full.classes), config, IMAGENET_MEAN, IMAGENET_STD)
+
+# The scenario schema names the datasets without importing this module; both lists must agree.
+assert DATASETS.names() == DATASET_NAMES, (DATASETS.names(), DATASET_NAMES)

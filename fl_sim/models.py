@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from flaudit.registry import Registry
+from fl_sim.scenario import MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -187,3 +188,6 @@ MODELS.add("convnet", ConvNet)
 MODELS.add("resnet20", lambda spec: CifarResNet(spec, blocks_per_stage=3))
 MODELS.add("resnet32", lambda spec: CifarResNet(spec, blocks_per_stage=5))
 MODELS.add("resnet18", _resnet18)
+
+# The scenario schema names the models without importing this module; both lists must agree.
+assert MODELS.names() == MODEL_NAMES, (MODELS.names(), MODEL_NAMES)

@@ -18,8 +18,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from defenses.registry import validate_defense
-from flaudit.errors import ScenarioError
+from attacks.params import check_attack_params
+from defenses.specs import DEFENSE_SPECS, validate_defense
+from flaudit.errors import FlauditError, ScenarioError
 from flaudit.registry import closest
 
 T = TypeVar("T")
@@ -40,6 +41,16 @@ _Loader.add_implicit_resolver(
         re.X,
     ),
     list("-+0123456789."),
+)
+
+
+#: The classifiers `fl_sim.models.MODELS` builds, and the datasets `fl_sim.data` loads (besides
+#: `imagefolder:PATH`); named here so that checking a scenario needs no torch.
+MODEL_NAMES: tuple[str, ...] = ("convnet", "lenet", "resnet18", "resnet20", "resnet32")
+#: The classic metrics `audit.metrics` scores (FID per round, the others per image).
+METRIC_NAMES: tuple[str, ...] = ("mse", "psnr", "ssim", "lpips", "fid")
+DATASET_NAMES: tuple[str, ...] = (
+    "caltech101", "celeba", "cifar10", "cifar100", "digits", "imagenette", "lfw-faces", "stanford-dogs",
 )
 
 
@@ -164,7 +175,7 @@ class AuditConfig:
         align_by: the cost the Hungarian alignment minimises.
     """
 
-    metrics: tuple[Literal["mse", "psnr", "ssim", "lpips", "fid"], ...] = ("mse", "psnr", "ssim", "lpips", "fid")
+    metrics: tuple[Literal["mse", "psnr", "ssim", "lpips", "fid"], ...] = METRIC_NAMES
     oracle: bool = True
     semsim_checkpoint: str | None = None
     align_by: Literal["mse", "ssim"] = "mse"
@@ -262,12 +273,10 @@ def dump_scenario(scenario: Scenario) -> str:
 
 
 def _check_names(scenario: Scenario, source: str) -> Scenario:
-    """Check names resolved through registries (models, datasets, defenses); fill defense defaults."""
-    from fl_sim.data import check_dataset_name
-    from fl_sim.models import MODELS
-
-    if scenario.model.name not in MODELS:
-        raise ScenarioError(f"{source}: model.name: {MODELS.unknown_message(scenario.model.name)}")
+    """Check names resolved through registries (models, datasets, defenses, attacks); fill defense defaults."""
+    problem = _check_name(scenario.model.name, MODEL_NAMES, "model")
+    if problem:
+        raise ScenarioError(f"{source}: model.name: {problem}")
     problem = check_dataset_name(scenario.data.dataset)
     if problem:
         raise ScenarioError(f"{source}: data.dataset: {problem}")
@@ -278,17 +287,36 @@ def _check_names(scenario: Scenario, source: str) -> Scenario:
     for index, axis in enumerate(scenario.sweep):
         for value in axis.values:
             validate_defense(axis.defense, {axis.param: value} | _required_fill(axis), where=f"{source}: sweep[{index}]")
+    if scenario.attack is not None:
+        try:
+            check_attack_params(scenario.attack.name, dict(scenario.attack.params))
+        except FlauditError as err:
+            raise ScenarioError(f"{source}: attack: {err}") from None
     return dataclasses.replace(scenario, defenses=defenses)
+
+
+def check_dataset_name(name: str) -> str | None:
+    """None if `name` is a known dataset name, else the message to show."""
+    if name.startswith("imagefolder:"):
+        return None if name.split(":", 1)[1] else "imagefolder needs a path: imagefolder:PATH"
+    problem = _check_name(name, DATASET_NAMES, "dataset")
+    return problem + ", imagefolder:PATH" if problem else None
+
+
+def _check_name(name: str, known: tuple[str, ...], kind: str) -> str | None:
+    if name in known:
+        return None
+    hint = closest(name, known)
+    suggestion = f" (did you mean {hint!r}?)" if hint else ""
+    return f"no {kind} {name!r}{suggestion}; known: {', '.join(sorted(known))}"
 
 
 def _required_fill(axis: SweepAxis) -> dict[str, float]:
     # A sweep over one parameter of a defense with several required parameters takes the others
     # from that defense's entry in `defenses`; validation here only needs placeholders.
-    from defenses.registry import DEFENSES
-
-    if axis.defense not in DEFENSES:
+    if axis.defense not in DEFENSE_SPECS:
         return {}
-    return {k: max(p.low, 0.0) + 1.0 for k, p in DEFENSES.get(axis.defense).params.items() if k != axis.param and p.default is None}
+    return {k: max(p.low, 0.0) + 1.0 for k, p in DEFENSE_SPECS.get(axis.defense).params.items() if k != axis.param and p.default is None}
 
 
 def _build(cls: type, data: Any, source: str, where: str) -> Any:

@@ -56,7 +56,7 @@ def privacy_per_round(job: Job, server_round: int) -> dict[str, float]:
 
 def run_server(grid: Grid, job: Job) -> dict[str, Any]:
     """Run the whole federation and write history.json; returns the history."""
-    scenario, fed = job.scenario, job.scenario.federation
+    fed = job.scenario.federation
     model = build_model(job.spec, seed=derive_seed(fed.seed, "model"))
     partitions = roll_call(grid, fed.clients)
     strategy = CapturingFedAvg(job, partitions)

@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from attacks.registry import create_attack
-from audit.attack_step import attack_run
+from typing import TYPE_CHECKING
+
 from flaudit.errors import FlauditError
-from fl_sim.run_store import RunStore
-from fl_sim.scenario import AttackConfig, load_scenario
+
+if TYPE_CHECKING:
+    from fl_sim.run_store import RunStore
+    from fl_sim.scenario import AttackConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
     """The scenario's attack section, overridden by the command line."""
+    from attacks.params import check_attack_params
+    from fl_sim.scenario import AttackConfig, load_scenario
+
     base = load_scenario(store.scenario_path).attack if store.scenario_path.exists() else None
     base = base or AttackConfig()
     name = args.attack or base.name
@@ -49,7 +54,7 @@ def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
             params[key] = json.loads(raw)
         except json.JSONDecodeError:
             params[key] = raw
-    create_attack(name, **params)  # fails here, with the allowed parameters, before any work
+    check_attack_params(name, params)  # fails here, with the allowed parameters, before any work
     return AttackConfig(
         name=name, params=params, known_labels=args.known_labels or (base.known_labels and name == base.name),
         rounds=tuple(args.rounds) if args.rounds else base.rounds, clients=tuple(args.clients) if args.clients else base.clients,
@@ -59,6 +64,9 @@ def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
 
 
 def _attack(args: argparse.Namespace) -> int:
+    from audit.attack_step import attack_run
+    from fl_sim.run_store import RunStore
+
     store = RunStore(args.run_dir)
     if not store.capture_keys():
         raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")

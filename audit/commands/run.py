@@ -7,8 +7,6 @@ import functools
 import time
 from pathlib import Path
 
-from audit.pipeline import audit_step, default_run_dir, load_checked_scenario, run_one, sweep_variants, write_sweep
-from audit.summary import print_summary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    scenario = load_checked_scenario(args.scenario)
+    from audit.pipeline import audit_step, default_run_dir, run_one, sweep_variants, write_sweep
+    from audit.summary import print_summary
+    from fl_sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
     root = args.run_dir or default_run_dir(scenario)
     device = args.device or scenario.device
     variants = sweep_variants(scenario)

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    from audit.study import load_study, run_study
+    from audit.study import run_study
+    from audit.study_scenario import load_study
 
     scenario = load_study(args.scenario)
     result = run_study(scenario, output=args.out)

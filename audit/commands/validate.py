@@ -8,7 +8,6 @@ from pathlib import Path
 
 import yaml
 
-from audit.pipeline import load_checked_scenario
 from flaudit.errors import FlauditError
 
 
@@ -30,12 +29,14 @@ def is_study_file(path: str | Path) -> bool:
 def describe(path: str | Path) -> str:
     """Validate one file; return a one-line description (raises FlauditError when invalid)."""
     if is_study_file(path):
-        from audit.study import load_study
+        from audit.study_scenario import load_study
 
         study = load_study(path)
         return f"study {study.name}: {len(study.datasets)} datasets, {len(study.architectures)} architectures, " \
                f"{len(study.variants)} variants, {len(study.attacks)} attacks"
-    scenario = load_checked_scenario(path)
+    from fl_sim.scenario import load_scenario
+
+    scenario = load_scenario(path)
     extra = f", sweep of {sum(len(a.values) for a in scenario.sweep)} variants" if scenario.sweep else ""
     attack = f", attack {scenario.attack.name}" if scenario.attack else ""
     fed = scenario.federation

@@ -1,0 +1,55 @@
+"""The command line starts at once: help, version, validate and the package listing load no torch, Flower or Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "flwr", "ray", "torchvision", "lpips", "opacus")
+
+PROBE = """
+import json, sys
+from audit.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules if m.split('.')[0] in %r)}), file=sys.stderr)
+""" % (HEAVY,)
+
+
+def _run(*argv: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--help",),
+        ("--version",),
+        ("run", "--help"),
+        ("attack", "--help"),
+        ("validate", "scenarios/quickstart.yaml", "scenarios/defense_sweep.yaml", "scenarios/metric_study.yaml"),
+        ("doctor", "--packages"),
+    ],
+)
+def test_command_imports_nothing_heavy(argv: tuple[str, ...]) -> None:
+    result = _run(*argv)
+    assert result["code"] == 0
+    assert result["heavy"] == []
+
+
+def test_validate_checks_attack_parameters_without_torch(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("attack: {name: idlg, params: {iterations: 0}}\n", encoding="utf-8")
+    result = _run("validate", str(bad))
+    assert result["code"] == 2
+    assert result["heavy"] == []
+    done = subprocess.run([sys.executable, "-m", "audit.cli", "validate", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert f"{bad}: attack: attack 'idlg': parameter 'iterations'" in done.stderr
