@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from flaudit import __version__
 from flaudit.errors import FlauditError
+from audit.commands.options import add_threads_option
 from flaudit.progress import set_quiet
 
 # One module per sub-command; each defines `register(subparsers)` and sets `func` on its parser.
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flaudit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-round lines")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and Ray's own logs")
+    add_threads_option(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)

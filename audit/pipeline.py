@@ -16,7 +16,7 @@ from audit.scorer import RoundAudit, score_run
 from flaudit.errors import DatasetUnavailableError, FlauditError, ScenarioError
 from flaudit.progress import is_quiet
 from fl_sim.run_store import RunStore
-from fl_sim.scenario import DefenseConfig, Scenario, SweepAxis, dump_scenario
+from fl_sim.scenario import DefenseConfig, Scenario, SweepAxis, parse_scenario
 from fl_sim.simulate import run_federation
 
 
@@ -58,20 +58,24 @@ def sweep_variants(scenario: Scenario) -> list[Variant]:
 
 
 def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verbose: bool,
-            audit: Callable[[RunStore, Scenario, str], Any] | None) -> RunStore:
-    """Federation (skipped when `run_dir` already holds this scenario's finished federation), attack, audit."""
+            audit: Callable[[RunStore, Scenario, str], Any] | None, threads: int | None = None) -> RunStore:
+    """Federation (skipped when `run_dir` already holds this scenario's finished federation), attack, audit.
+
+    `threads` is the CPU count the federation may use (see `flaudit.threads`); it is not part
+    of what makes two runs the same.
+    """
     store = RunStore(run_dir)
-    text = dump_scenario(scenario)
-    finished = store.history_path.exists() and store.scenario_path.exists()
-    if finished and store.scenario_path.read_text(encoding="utf-8") == text and not force:
+    same = _holds_same_scenario(store, scenario)
+    finished = store.history_path.exists() and same
+    if finished and not force:
         if not is_quiet():
             print(f"{run_dir}: federation already finished for this scenario; reusing it (--force to re-run)")
     else:
-        if store.scenario_path.exists() and store.scenario_path.read_text(encoding="utf-8") != text and not force:
+        if store.scenario_path.exists() and not same and not force:
             raise FlauditError(f"{run_dir} holds a run of a different scenario; pass --run-dir NEW_DIR, or --force to replace it")
         if force and store.root.exists():
             _clear_run(store)
-        run_federation(scenario, run_dir, verbose=verbose)
+        run_federation(scenario, run_dir, verbose=verbose, threads=threads)
     if scenario.attack is not None:
         from audit.attack_step import attack_run
 
@@ -165,6 +169,17 @@ def write_sweep(root: Path, runs: list[tuple[Variant, RunStore]]) -> list[Path]:
         for variant, store in runs
     ]
     return write_privacy_utility(points, root)
+
+
+def _holds_same_scenario(store: RunStore, scenario: Scenario) -> bool:
+    """Whether the run directory's scenario.yaml is `scenario`, up to settings that do not change results."""
+    if not store.scenario_path.exists():
+        return False
+    try:
+        stored = parse_scenario(store.scenario_path.read_text(encoding="utf-8"), source=str(store.scenario_path))
+    except (FlauditError, OSError, UnicodeDecodeError):
+        return False
+    return dataclasses.replace(stored, threads=None) == dataclasses.replace(scenario, threads=None)
 
 
 def _clear_run(store: RunStore) -> None:

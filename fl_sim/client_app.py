@@ -13,6 +13,7 @@ from flwr.clientapp import ClientApp
 
 from defenses.flower_mod import ARRAYS_KEY, META_KEY, DefenseMod
 from fl_sim.job import AppSettings, Job, load_job
+from flaudit.threads import use_threads
 from fl_sim.models import build_model
 from fl_sim.run_store import GroundTruth
 from fl_sim.training import batch_gradient, derive_seed, local_train, normalize, sample_batch
@@ -22,8 +23,8 @@ PARTITION_KEY = "partition-id"
 
 def train_reply(msg: Message, context: Context, job: Job) -> Message:
     """The client's train step (before defenses): returns the update and the metadata it shares."""
-    torch.set_num_threads(1)  # one simulated client per CPU; Ray runs several side by side
     scenario, fed = job.scenario, job.scenario.federation
+    use_threads(fed.client_cpus)  # the CPUs Ray gave this client; Ray runs several side by side
     partition_id = int(context.node_config[PARTITION_KEY])
     server_round = int(msg.content["config"]["server-round"])
     partition = job.partitions[partition_id]

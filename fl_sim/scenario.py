@@ -74,6 +74,8 @@ class FederationConfig:
         learning_rate: client SGD learning rate (FedSGD: the server's step size).
         momentum: client SGD momentum (FedAvg only).
         seed: fixes partitioning, initial weights, client sampling, batches and defense noise.
+        client_cpus: CPUs Ray gives each simulated client, and the torch threads it trains on;
+            `threads // client_cpus` clients train side by side.
     """
 
     clients: int = field(default=4, metadata=bounds(1))
@@ -86,6 +88,7 @@ class FederationConfig:
     learning_rate: float = field(default=0.1, metadata=bounds(0.0, None, low_open=True))
     momentum: float = field(default=0.0, metadata=bounds(0.0, 1.0))
     seed: int = field(default=0, metadata=bounds(0))
+    client_cpus: int = field(default=1, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,12 @@ class SweepAxis:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A whole scenario file."""
+    """A whole scenario file.
+
+    `threads` is the CPU threads the run may use (driver torch threads and Ray's CPUs; None:
+    `OMP_NUM_THREADS`, else the CPUs the process may run on; see `flaudit.threads`). It does
+    not change results, so a finished federation is reused whatever its value.
+    """
 
     name: str = "scenario"
     description: str = ""
@@ -206,6 +214,7 @@ class Scenario:
     sweep: tuple[SweepAxis, ...] = ()
     output_dir: str = "runs"
     device: str = "auto"
+    threads: int | None = field(default=None, metadata=bounds(1))
 
     def defense_list(self) -> tuple[tuple[str, dict[str, float]], ...]:
         return tuple((d.name, dict(d.params)) for d in self.defenses)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flaudit.errors import FlauditError
+from flaudit.threads import resolve_threads
 from fl_sim.client_app import build_client_app
 from fl_sim.job import AppSettings
 from fl_sim.run_store import RunStore
@@ -16,12 +17,26 @@ from fl_sim.scenario import Scenario, dump_scenario
 from fl_sim.server_app import build_server_app
 
 
-def run_federation(scenario: Scenario, run_dir: str | Path, *, verbose: bool = False) -> dict[str, Any]:
+def run_federation(scenario: Scenario, run_dir: str | Path, *, verbose: bool = False, threads: int | None = None) -> dict[str, Any]:
     """Simulate the federation of `scenario` into `run_dir` and return the per-round history.
 
     The run directory receives scenario.yaml (the scenario as run), the captures, the
     ground-truth vault, history.json and a sealed manifest.json.
+
+    Args:
+        scenario: the scenario.
+        run_dir: where the run goes.
+        verbose: show Flower's and Ray's logs.
+        threads: CPUs Ray may use (default: `flaudit.threads.resolve_threads(scenario.threads)`);
+            each client takes `federation.client_cpus` of them and trains on as many torch threads.
     """
+    cpus = resolve_threads(threads if threads is not None else scenario.threads)
+    client_cpus = scenario.federation.client_cpus
+    if client_cpus > cpus:
+        raise FlauditError(
+            f"federation.client_cpus is {client_cpus} but this run may use {cpus} CPU(s): no client could be scheduled; "
+            f"lower client_cpus or raise --threads / threads:"
+        )
     store = RunStore(Path(run_dir).resolve())
     store.create(dump_scenario(scenario), seed=scenario.federation.seed)
     settings = AppSettings(scenario=str(store.scenario_path), run_dir=str(store.root))
@@ -30,10 +45,9 @@ def run_federation(scenario: Scenario, run_dir: str | Path, *, verbose: bool = F
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     from flwr.simulation import run_simulation
 
-    cpus = os.cpu_count() or 1
     backend_config = {
-        # One CPU per simulated client; clients use one torch thread each (see client_app).
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        # Each simulated client gets client_cpus CPUs and trains on as many torch threads (client_app).
+        "client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
         "init_args": {
             "num_cpus": cpus, "include_dashboard": False, "logging_level": logging.DEBUG if verbose else logging.ERROR,
             "log_to_driver": verbose, "configure_logging": True,

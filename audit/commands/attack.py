@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flaudit.errors import FlauditError
+from audit.commands.options import add_threads_option
 
 if TYPE_CHECKING:
     from fl_sim.run_store import RunStore
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="invert at most N clients of a round as one batched computation (default: all)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--force", action="store_true", help="re-attack updates that already have a reconstruction")
+    add_threads_option(parser)
     parser.set_defaults(func=_attack)
 
 
@@ -65,11 +67,14 @@ def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
 
 def _attack(args: argparse.Namespace) -> int:
     from audit.attack_step import attack_run
+    from audit.commands.options import scenario_threads
     from fl_sim.run_store import RunStore
+    from flaudit.threads import configure_threads
 
     store = RunStore(args.run_dir)
     if not store.capture_keys():
         raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")
+    configure_threads(args.threads, scenario_threads(store))
     outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force)
     done = sum(not o.skipped for o in outcomes)
     print(f"{done} update(s) attacked, {len(outcomes) - done} already done: {store.root / 'attacks'}")

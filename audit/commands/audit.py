@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fl_sim.scenario import METRIC_NAMES
 from flaudit.errors import FlauditError
+from audit.commands.options import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,18 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--semsim", metavar="CHECKPOINT", help="add SemSim with this checkpoint")
     parser.add_argument("--align-by", default="mse", choices=("mse", "ssim"), help="matching cost (default: %(default)s)")
     parser.add_argument("--no-download", action="store_true", help="never download LPIPS/FID weights")
+    add_threads_option(parser)
     parser.set_defaults(func=_audit)
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from audit.commands.options import scenario_threads
     from audit.pipeline import audit_run
     from fl_sim.run_store import RunStore
+    from flaudit.threads import configure_threads
 
     store = RunStore(args.run_dir)
     if not store.root.is_dir():
         raise FlauditError(f"{store.root}: no such run directory; run `flaudit run SCENARIO` first")
     if not (store.root / "attacks").is_dir():
         raise FlauditError(f"{store.root}: no reconstructions (attacks/ is missing); the scenario needs an `attack:` section")
+    configure_threads(args.threads, scenario_threads(store))
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     audits = audit_run(store, metrics=metrics, device=args.device, oracle=not args.no_oracle, oracle_cache_dir=args.oracle_cache,
                        semsim_checkpoint=args.semsim, align_cost=args.align_by, download=not args.no_download,

@@ -6,6 +6,7 @@ import argparse
 import functools
 import time
 from pathlib import Path
+from audit.commands.options import add_threads_option
 
 
 
@@ -20,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] for attacks and metrics (default: the scenario's)")
     parser.add_argument("--force", action="store_true", help="re-run every step even when its outputs exist")
     parser.add_argument("--no-audit", action="store_true", help="stop after the federation and the attack")
+    add_threads_option(parser)
     parser.set_defaults(func=_run)
 
 
@@ -28,7 +30,10 @@ def _run(args: argparse.Namespace) -> int:
     from audit.summary import print_summary
     from fl_sim.scenario import load_scenario
 
+    from flaudit.threads import configure_threads
+
     scenario = load_scenario(args.scenario)
+    threads = configure_threads(args.threads, scenario.threads)
     root = args.run_dir or default_run_dir(scenario)
     device = args.device or scenario.device
     variants = sweep_variants(scenario)
@@ -42,7 +47,8 @@ def _run(args: argparse.Namespace) -> int:
         hparams = {"sweep/value": variant.value} if variant.value is not None else None
         # The variants of a sweep share one oracle: it depends on the dataset only.
         audit = None if args.no_audit else functools.partial(audit_step, oracle_cache_dir=root / "cache" if sweep else None, hparams=hparams)
-        store = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit=audit)
+        store = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit=audit,
+                        threads=threads)
         stores.append((variant, store))
         if not args.quiet:
             print_summary(store)

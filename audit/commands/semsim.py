@@ -8,6 +8,7 @@ import io
 import sys
 from pathlib import Path
 
+from audit.commands.options import add_threads_option
 from flaudit.errors import FlauditError
 
 
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--val-fraction", type=float, default=0.2, help="share of originals held out for validation")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
+    add_threads_option(train)
     train.set_defaults(func=_train)
 
     score = sub.add_parser("score", help="SemSim distance of every {i}_{label}_ori / _rec pair (lower = more leakage)")
@@ -45,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     score.add_argument("--out", default=None, help="write the per-pair distances as CSV here (default: print)")
     score.add_argument("--batch-size", type=int, default=128)
     score.add_argument("--device", default="auto")
+    add_threads_option(score)
     score.set_defaults(func=_score)
 
     corr = sub.add_parser("correlate", help="Spearman/Kendall of per-variant metric values against the recognition rate")
@@ -101,8 +104,10 @@ def _load_all(files: list[str], releases: list[str]) -> tuple[list, list[str]]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from flaudit.threads import configure_threads
     from semsim.train import TrainConfig, train_semsim
 
+    configure_threads(args.threads)
     if not args.annotations and not args.release:
         raise FlauditError("give --annotations FILE and/or --release DIR to train on")
     annotations, extras = _load_all(args.annotations, args.release)
@@ -139,8 +144,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from flaudit.threads import configure_threads
     from semsim.score import pair_by_name, semsim
 
+    configure_threads(args.threads)
     pairs, problems = pair_by_name(args.ori_dir, args.rec_dir)
     _report_problems(problems)
     if not pairs:

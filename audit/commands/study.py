@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from audit.commands.options import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -12,6 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("scenario", metavar="SCENARIO", help="study YAML, e.g. scenarios/metric_study.yaml")
     parser.add_argument("--out", default=None, help="results folder (default: the scenario's output/name)")
+    add_threads_option(parser)
     parser.set_defaults(func=_run)
 
 
@@ -19,7 +21,10 @@ def _run(args: argparse.Namespace) -> int:
     from audit.study import run_study
     from audit.study_scenario import load_study
 
+    from flaudit.threads import configure_threads
+
     scenario = load_study(args.scenario)
+    configure_threads(args.threads)
     result = run_study(scenario, output=args.out)
     for table in result.tables.values():
         print(table)
