@@ -208,7 +208,8 @@ _EXPECTED = {
 def _offline_check(name: str, root: Path) -> str | None:
     target, origin = _EXPECTED[name]
     first = root / target.split(" ")[0]
-    return None if first.exists() else f"not found: put {target} under {root} (from {origin}); it downloads on first use where there is internet"
+    when = "FLAUDIT_OFFLINE is set, so it will not download" if not downloads_allowed() else "it downloads on first use where there is internet"
+    return None if first.exists() else f"not found: put {target} under {root} (from {origin}); {when}"
 
 
 def _unavailable(name: str, root: Path, err: Exception) -> DatasetUnavailableError:
@@ -268,7 +269,7 @@ def _cifar(name: str, config: DataConfig) -> DatasetBundle:
     root = Path(config.root).expanduser()
     t = _transform(config.image_size)
     train = _download(lambda d: cls(str(root), train=True, transform=t, download=d), name, root)
-    test = cls(str(root), train=False, transform=t)
+    test = _download(lambda d: cls(str(root), train=False, transform=t, download=d), name, root)
     return _bundle(name, train, test, np.asarray(train.targets), classes, config, mean, std)
 
 

@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
     from flaudit.threads import configure_threads
     from semsim.train import TrainConfig, train_semsim
 
-    configure_threads(args.threads)
+    configure_threads(getattr(args, "threads", None))
     if not args.annotations and not args.release:
         raise FlauditError("give --annotations FILE and/or --release DIR to train on")
     annotations, extras = _load_all(args.annotations, args.release)
@@ -147,7 +147,7 @@ def _score(args: argparse.Namespace) -> int:
     from flaudit.threads import configure_threads
     from semsim.score import pair_by_name, semsim
 
-    configure_threads(args.threads)
+    configure_threads(getattr(args, "threads", None))
     pairs, problems = pair_by_name(args.ori_dir, args.rec_dir)
     _report_problems(problems)
     if not pairs:

@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     from flaudit.threads import configure_threads
 
     scenario = load_study(args.scenario)
-    configure_threads(args.threads)
+    configure_threads(getattr(args, "threads", None))
     result = run_study(scenario, output=args.out)
     for table in result.tables.values():
         print(table)

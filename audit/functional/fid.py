@@ -123,6 +123,9 @@ def inception_features(images: torch.Tensor, *, model: nn.Module, batch_size: in
         if batch.shape[1] == 1:
             batch = batch.expand(-1, 3, -1, -1)
         out = model(batch)[0]
+        if out.shape[-2:] != (1, 1):
+            # The 64/192/768-dim blocks end before Inception's own pooling; pool as pytorch-fid does.
+            out = torch.nn.functional.adaptive_avg_pool2d(out, output_size=(1, 1))
         feats.append(out.flatten(1).to(torch.float64).cpu())
     return torch.cat(feats)
 

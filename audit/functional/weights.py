@@ -49,10 +49,9 @@ class WeightFile:
         )
 
     def not_cached_message(self) -> str:
-        return (
-            f"{self.purpose} {self.filename} is not cached; it downloads on first use where there is internet, "
-            f"else download {self.url} and put it at {self.path}"
-        )
+        when = "FLAUDIT_OFFLINE is set, so it will not download" if not downloads_allowed() else \
+            "it downloads on first use where there is internet"
+        return f"{self.purpose} {self.filename} is not cached; {when}, else download {self.url} and put it at {self.path}"
 
     def ensure(self, *, download: bool = True) -> Path:
         """The local path of the file, downloading it first when missing and allowed.

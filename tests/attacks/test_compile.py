@@ -1,5 +1,7 @@
 """`compile=True`: torch.compile of the batched objective gives the eager results, and falls back when it cannot compile."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -19,9 +21,14 @@ def test_compiled_equals_eager() -> None:
     view = _view()
     params = dict(iterations=4, restarts=2, tv=1e-3)
     eager = create_attack("inverting_gradients", **params).reconstruct(view, generator=torch.Generator().manual_seed(0))
-    compiled = create_attack("inverting_gradients", compile=True, **params).reconstruct(
-        view, generator=torch.Generator().manual_seed(0)
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = create_attack("inverting_gradients", compile=True, **params).reconstruct(
+            view, generator=torch.Generator().manual_seed(0)
+        )
+    # Had compilation failed, the attack would have run eagerly and the comparison below would prove nothing.
+    fallbacks = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+    assert fallbacks == [], f"torch.compile did not work on this machine, so nothing was compared: {fallbacks}"
     assert torch.allclose(eager.images, compiled.images, atol=1e-5)
     for a, b in zip(eager.restart_losses, compiled.restart_losses):
         assert abs(a - b) <= 1e-5

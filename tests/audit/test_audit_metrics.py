@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -95,22 +97,33 @@ def test_lpips_wrapper_matches_package_with_random_trunk() -> None:
     assert lpips(g1, g2, net=ours_net).shape == (4,)
 
 
-def test_missing_weights_name_file_and_path(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        with pytest.raises(WeightsUnavailableError) as err:
-            load_lpips(download=False)
-        assert "alexnet-owt-7be5be79.pth" in str(err.value) and str(tmp_path / "hub" / "checkpoints") in str(err.value)
-        from audit.functional import load_inception
+def test_missing_weights_name_file_and_path(torch_home, network_attempts) -> None:
+    """Offline (FLAUDIT_OFFLINE=1, as in every test): the file and the folder are named, and no connection is tried."""
+    from audit.functional import ALEXNET, FID_INCEPTION, load_inception
 
-        with pytest.raises(WeightsUnavailableError, match="pt_inception-2015-12-05-6726825d.pth"):
-            load_inception(download=False)
-        bogus = WeightFile("x", "nothing.pth", "http://127.0.0.1:9/nothing.pth", "a test file")
-        with pytest.raises(WeightsUnavailableError, match="put it at"):
-            bogus.ensure(download=True)
-    finally:
-        torch.hub.set_dir(str(__import__("pathlib").Path.home() / ".cache" / "torch" / "hub"))
+    for download in (False, True):
+        with pytest.raises(WeightsUnavailableError) as err:
+            load_lpips(download=download)
+        assert f"download https://download.pytorch.org/models/alexnet-owt-7be5be79.pth and put it at {torch_home / ALEXNET.filename}" in str(err.value)
+        assert ("download disabled" if not download else "FLAUDIT_OFFLINE is set") in str(err.value)
+        with pytest.raises(WeightsUnavailableError, match=re.escape(f"put it at {torch_home / FID_INCEPTION.filename}")):
+            load_inception(download=download)
+    assert network_attempts == [] and list(torch_home.iterdir()) == []
+
+
+def test_failed_download_names_the_error_and_leaves_no_partial_file(torch_home, online) -> None:
+    """Downloads allowed but no network (the conftest refuses it): the reason is named, nothing is left behind."""
+    from audit.functional import ALEXNET
+
+    with pytest.raises(WeightsUnavailableError, match=r"could not be downloaded \(URLError: .*blocked in the tests.*put it at") as err:
+        ALEXNET.ensure(download=True)
+    assert str(torch_home / ALEXNET.filename) in str(err.value)
+    assert online == ["download.pytorch.org:443"]
+    refused = WeightFile("x", "nothing.pth", "http://127.0.0.1:9/nothing.pth", "a test file")  # loopback: allowed, nobody listens
+    with pytest.raises(WeightsUnavailableError, match=r"\(URLError: .*Connection refused.*put it at"):
+        refused.ensure(download=True)
+    assert online == ["download.pytorch.org:443"]
+    assert list(torch_home.iterdir()) == []
 
 
 def _random_cov(dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,12 +1,12 @@
-"""Defenses against hand-computed values, and the accountant against Opacus' own function."""
+"""Defenses and the privacy accountant against hand-computed values."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 
 from defenses import DEFENSES, apply_defenses, clip_noise, gaussian, gaussian_epsilon, global_norm, prune, validate_defense
 from defenses.accounting import ORDERS
@@ -67,14 +67,55 @@ def test_clip_noise_bounds_the_norm_before_noise():
     assert abs(float(noisy.std()) / 1.0 - 1) < 0.05
 
 
-def test_epsilon_matches_opacus_own_functions():
-    for z, steps, delta in [(1.0, 1, 1e-5), (1.1, 10, 1e-5), (0.7, 50, 1e-6)]:
-        rdp = compute_rdp(q=1.0, noise_multiplier=z, steps=steps, orders=list(ORDERS))
-        expected, _ = get_privacy_spent(orders=list(ORDERS), rdp=rdp, delta=delta)
-        got = gaussian_epsilon(noise_multiplier=z, steps=steps, delta=delta)
-        assert got.epsilon == pytest.approx(expected, rel=1e-12)
-    assert gaussian_epsilon(noise_multiplier=1.0, steps=10, delta=1e-5).epsilon > gaussian_epsilon(noise_multiplier=1.0, steps=1, delta=1e-5).epsilon
+# Opacus' default Renyi orders (RDPAccountant.DEFAULT_ALPHAS), written out: 1.1, 1.2, ..., 10.9, then 12, ..., 63.
+HAND_ORDERS = np.array([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)), dtype=np.float64)
+
+
+def hand_epsilon(z: float, steps: int, delta: float, orders: np.ndarray = HAND_ORDERS) -> tuple[float, float]:
+    """(epsilon, best order) of `steps` releases of the Gaussian mechanism, sampling rate 1, by hand.
+
+    RDP of one release at order a is a / (2 z^2) (Mironov 2017, Prop. 7); composition adds it up.
+    (eps, delta) by the conversion of Balle et al. 2020 (Thm. 21), the one Opacus' get_privacy_spent uses:
+    eps(a) = rdp(a) - (log(delta) + log(a)) / (a - 1) + log((a - 1) / a), minimised over the orders.
+    """
+    rdp = steps * orders / (2 * z**2)
+    eps = rdp - (np.log(delta) + np.log(orders)) / (orders - 1) + np.log((orders - 1) / orders)
+    best = int(np.argmin(eps))
+    return float(eps[best]), float(orders[best])
+
+
+def test_accountant_uses_opacus_default_orders():
+    assert np.array_equal(np.asarray(ORDERS, dtype=np.float64), HAND_ORDERS)
+
+
+@pytest.mark.parametrize("z, steps, delta", [(1.0, 1, 1e-5), (1.1, 10, 1e-5), (0.7, 50, 1e-6), (2.0, 100, 1e-5)])
+def test_epsilon_equals_hand_computed_rdp_conversion(z, steps, delta):
+    # Compared: gaussian_epsilon (which takes no orders argument) against the hand formula over the
+    # same order grid, Opacus' defaults written out above.
+    expected, order = hand_epsilon(z, steps, delta)
+    got = gaussian_epsilon(noise_multiplier=z, steps=steps, delta=delta)
+    assert got.epsilon == pytest.approx(expected, rel=1e-12)
+    assert got.best_order == order and got.delta == delta and got.steps == steps
+
+
+def test_epsilon_known_value_and_composition():
+    # z = 1, one release, delta = 1e-5: on the grid the best order is 5.4, where
+    # eps = 5.4/2 + log(4.4/5.4) - (log(1e-5) + log(5.4))/4.4 = 2.7 - 0.20479 + 2.23330 = 4.72851.
+    one = gaussian_epsilon(noise_multiplier=1.0, steps=1, delta=1e-5)
+    assert one.epsilon == pytest.approx(4.72851, abs=1e-5) and one.best_order == 5.4
+    # The continuous optimum over all orders (a ~ 5.432) is only just below the grid's: 4.72839.
+    fine = np.linspace(1.01, 63, 620_000)
+    assert hand_epsilon(1.0, 1, 1e-5, fine)[0] == pytest.approx(4.728387, abs=2e-6)
+    assert 4.72838 < one.epsilon < 4.72852
+    # Tighter than the classic conversion eps = min_a rdp(a) + log(1/delta)/(a-1) = c + 2 sqrt(c log(1/delta)), c = 1/2.
+    classic = 0.5 + 2 * math.sqrt(0.5 * math.log(1e5))
+    assert classic == pytest.approx(5.29853, abs=1e-5) and one.epsilon < classic - 0.5
+    # RDP depends on steps / z^2 only: 4 releases at z = 2 cost what 1 release at z = 1 does.
+    assert gaussian_epsilon(noise_multiplier=2.0, steps=4, delta=1e-5).epsilon == pytest.approx(one.epsilon, rel=1e-12)
+    assert gaussian_epsilon(noise_multiplier=1.0, steps=10, delta=1e-5).epsilon > one.epsilon
     assert math.isinf(gaussian_epsilon(noise_multiplier=0.0, steps=1, delta=1e-5).epsilon)
+    with pytest.raises(ValueError, match="delta"):
+        gaussian_epsilon(noise_multiplier=1.0, steps=1, delta=0.0)
 
 
 def test_registry_validates_parameters():

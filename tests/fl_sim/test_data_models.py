@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -45,13 +49,32 @@ def test_dirichlet_small_alpha_skews_labels():
     assert top_share(skew) > 2 * top_share(iid)
 
 
-def test_unavailable_dataset_says_what_to_provide(tmp_path):
-    with pytest.raises(DatasetUnavailableError, match=r"cifar-10-batches-py/ under .*cifar-10-python\.tar\.gz"):
+def test_unavailable_dataset_says_what_to_provide(tmp_path, network_attempts):
+    # Offline (FLAUDIT_OFFLINE=1 in every test): the files are not there, so the clear error at once, no download tried.
+    with pytest.raises(DatasetUnavailableError, match=r"'cifar10' is unavailable.*Put cifar-10-batches-py/ under " + re.escape(str(tmp_path))
+                       + r" \(from https://www\.cs\.toronto\.edu/~kriz/cifar-10-python\.tar\.gz\), or choose an embedded dataset: digits, lfw-faces"):
         load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path)))
+    assert network_attempts == [] and list(tmp_path.iterdir()) == []
+    # The default root is under HOME, which the tests point at a temporary folder: never the real cache.
+    default_root = Path(DataConfig().root).expanduser()
+    assert default_root == Path(os.environ["HOME"]) / ".cache" / "flaudit" / "datasets"
+    with pytest.raises(DatasetUnavailableError, match=re.escape(f"under {default_root} ")):
+        load_dataset(DataConfig(dataset="cifar100"))
     status = dataset_availability(str(tmp_path))
-    assert status["digits"] is None and status["lfw-faces"] is None and "put" in status["cifar100"]
+    assert status["digits"] is None and status["lfw-faces"] is None
+    assert status["cifar100"] == (f"not found: put cifar-100-python/ under {tmp_path} (from https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz); "
+                                  "FLAUDIT_OFFLINE is set, so it will not download")
+    assert all(status[name] is not None for name in ("cifar10", "caltech101", "celeba", "imagenette", "stanford-dogs"))
     with pytest.raises(DatasetUnavailableError, match="not a folder"):
         load_dataset(DataConfig(dataset=f"imagefolder:{tmp_path / 'nothing'}"))
+    assert network_attempts == []
+
+
+def test_failed_dataset_download_is_unavailable_too(tmp_path, online):
+    # Downloads allowed, no network: torchvision's download fails and the same clear error names the cause.
+    with pytest.raises(DatasetUnavailableError, match=r"'cifar10' is unavailable: could not load or download it \(URLError: .*blocked in the tests"):
+        load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path / "data")))
+    assert online and set(online) == {"www.cs.toronto.edu:443"}
 
 
 def test_imagefolder(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -55,16 +56,33 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
         load_checkpoint(bad)
 
 
-def test_imagenet_required_but_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth"):
-            build_backbone(BackboneSpec("resnet18", width=64), pretrained="imagenet")
-        _, init = build_backbone(BackboneSpec("resnet18", width=8), pretrained="auto")
-        assert init == "scratch"
-    finally:
-        torch.hub.set_dir(previous)
+def test_imagenet_required_but_absent(torch_home: Path) -> None:
+    # torch_home: an empty private TORCH_HOME (tests/conftest.py), so the weights are absent on every machine.
+    with pytest.raises(WeightsUnavailableError, match=re.escape(f"put resnet18-f37072fd.pth (torchvision's) at {torch_home / 'resnet18-f37072fd.pth'}")):
+        build_backbone(BackboneSpec("resnet18", width=64), pretrained="imagenet")
+    _, init = build_backbone(BackboneSpec("resnet18", width=64), pretrained="auto")
+    assert init == "scratch"
+    _, init = build_backbone(BackboneSpec("resnet18", width=8), pretrained="auto")
+    assert init == "scratch"
+
+
+def test_imagenet_weights_present_are_loaded(torch_home: Path) -> None:
+    """A stand-in for torchvision's resnet18 file (random, seeded) where the real one goes: its weights are used."""
+    import torchvision
+
+    torch.manual_seed(0)
+    stand_in = torchvision.models.resnet18().state_dict()
+    torch.save(stand_in, torch_home / "resnet18-f37072fd.pth")
+    net, init = build_backbone(BackboneSpec("resnet18", width=64, input_size=32), pretrained="imagenet", seed=1)
+    assert init == "imagenet"
+    own = net.state_dict()
+    # The 32-px CIFAR stem's 3x3 conv1 cannot take the 7x7 kernel; every other tensor (fc is dropped) is the file's.
+    assert own["conv1.weight"].shape == (64, 3, 3, 3)
+    transferred = [k for k in own if k in stand_in and own[k].shape == stand_in[k].shape]
+    assert len(transferred) == len(own) - 1
+    assert all(torch.equal(own[k], stand_in[k]) for k in transferred)
+    _, init = build_backbone(BackboneSpec("resnet18", width=64), pretrained="auto")
+    assert init == "imagenet"
 
 
 def _checkpoint(tmp_path: Path) -> dict:  # type: ignore[type-arg]
