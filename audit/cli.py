@@ -12,6 +12,7 @@ from flaudit import __version__
 from flaudit.errors import FlauditError
 from audit.commands.options import add_threads_option
 from flaudit.progress import set_quiet
+from flaudit.threads import short_openmp_spin
 
 # One module per sub-command; each defines `register(subparsers)` and sets `func` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    short_openmp_spin()  # before torch loads libgomp, which reads it once (see flaudit/threads.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     set_quiet(args.quiet)
