@@ -91,6 +91,8 @@ def attack_run(store: RunStore, config: AttackConfig, *, device: str = "auto", f
                 record = {
                     **{k: _plain(v) for k, v in wanted.items()},
                     "round": key.round, "client": key.client, "device": str(target),
+                    # CPU results depend on the thread count (the order of float reductions).
+                    "threads": torch.get_num_threads() if target.type == "cpu" else None,
                     "recovered_labels": result.labels.tolist(), "labels_known": result.labels_known,
                     "restart_losses": list(result.restart_losses), "iterations": result.iterations,
                     "wall_time_s": result.wall_time_s, "step_time_s": elapsed, "batched_with": batched_with,

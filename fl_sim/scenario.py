@@ -198,8 +198,9 @@ class Scenario:
     """A whole scenario file.
 
     `threads` is the CPU threads the run may use (driver torch threads and Ray's CPUs; None:
-    `OMP_NUM_THREADS`, else the CPUs the process may run on; see `flaudit.threads`). It does
-    not change results, so a finished federation is reused whatever its value.
+    `OMP_NUM_THREADS`, else the CPUs the process may run on; see `flaudit.threads`). The
+    federation's results do not depend on it, so a finished federation is reused whatever its
+    value; a CPU attack's do, in float rounding, and its record states the count.
     """
 
     name: str = "scenario"
