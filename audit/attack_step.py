@@ -23,6 +23,7 @@ from attacks.matching import reconstruct_in_groups
 from attacks.registry import create_attack
 from audit.functional.align import assignment
 from flaudit.device import resolve_device
+from flaudit.errors import CaptureCorruptError
 from flaudit.io import atomic_write_bytes, atomic_write_json, load_tensors, read_json, save_tensors
 from flaudit.progress import is_quiet, progress
 from fl_sim.run_store import CaptureKey, RunStore
@@ -35,10 +36,14 @@ TENSORS = "reconstruction.safetensors"
 
 @dataclass(frozen=True)
 class AttackOutcome:
+    """What happened to one captured update: attacked, kept from an earlier run, or not attacked because
+    an input was corrupt or missing (`corrupt` says which file and how)."""
+
     key: CaptureKey
     directory: Path
     record: Mapping[str, Any]
     skipped: bool
+    corrupt: str | None = None
 
 
 def select_keys(store: RunStore, config: AttackConfig) -> list[CaptureKey]:
@@ -64,15 +69,28 @@ def attack_run(store: RunStore, config: AttackConfig, *, device: str = "auto", f
     for key in keys:
         directory = store.attack_dir(config.name, key)
         if not force and (directory / RECORD).exists() and (directory / TENSORS).exists():
-            record = read_json(directory / RECORD)
-            if all(record.get(k) == _plain(v) for k, v in wanted.items()):
+            try:
+                record = read_json(store.verified(directory / RECORD))
+                store.verified(directory / TENSORS)
+            except CaptureCorruptError:
+                record = {}  # an altered earlier result is redone, not reused
+            if record and all(record.get(k) == _plain(v) for k, v in wanted.items()):
                 outcomes[key] = AttackOutcome(key, directory, record, skipped=True)
                 continue
         pending.append(key)
     bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
-    for round_keys in _by_round(pending):
-        views = [store.read_view(key, device=target) for key in round_keys]
-        truths = [store.read_ground_truth(key) for key in round_keys]
+    for all_keys in _by_round(pending):
+        views, truths, round_keys = [], [], []
+        for key in all_keys:
+            try:
+                views.append(store.read_view(key, device=target))
+                truths.append(store.read_ground_truth(key))
+                round_keys.append(key)
+            except CaptureCorruptError as err:  # reported by path, never attacked or scored
+                outcomes[key] = AttackOutcome(key, store.attack_dir(config.name, key), {}, skipped=False, corrupt=str(err))
+                bar.update(1)
+        if not round_keys:
+            continue
         labels = [t.labels.to(target) for t in truths] if config.known_labels else None
         generators = [
             torch.Generator(device=target).manual_seed(derive_seed(config.seed, "attack", key.round, key.client))
@@ -98,16 +116,26 @@ def attack_run(store: RunStore, config: AttackConfig, *, device: str = "auto", f
                     "wall_time_s": result.wall_time_s, "step_time_s": elapsed, "batched_with": batched_with,
                     "num_images": int(result.images.shape[0]), "protocol": views[i].meta.protocol,
                 }
+                # A re-attack replaces every output of the update: no file of an earlier setting stays.
+                removed = _clear(directory)
                 write_reconstruction(directory, result, truth.images, truth.labels)
                 atomic_write_json(directory / RECORD, record)
+                store.seal(sorted(directory.iterdir()), removed=removed)
                 outcomes[key] = AttackOutcome(key, directory, record, skipped=False)
             bar.update(len(indices))
             if not is_quiet():
                 bar.write(f"round {round_keys[0].round} clients {batched_with}: {config.name} done in {elapsed:.1f} s")
             started = time.perf_counter()
     bar.close()
-    store.seal()
     return [outcomes[key] for key in keys]
+
+
+def _clear(directory: Path) -> list[Path]:
+    """Delete the files of an update's output folder; returns them (to drop from the manifest)."""
+    removed = sorted(path for path in directory.iterdir() if path.is_file()) if directory.is_dir() else []
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def _by_round(keys: list[CaptureKey]) -> list[list[CaptureKey]]:

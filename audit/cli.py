@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audit.commands.study",
     "audit.commands.audit",
     "audit.commands.doctor",
+    "audit.commands.verify",
 )
 
 

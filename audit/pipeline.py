@@ -57,8 +57,16 @@ def sweep_variants(scenario: Scenario) -> list[Variant]:
     return variants
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its directory, and the inputs that were corrupt or missing (never scored)."""
+
+    store: RunStore
+    corrupt: tuple[str, ...] = ()
+
+
 def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verbose: bool,
-            audit: Callable[[RunStore, Scenario, str], Any] | None, threads: int | None = None) -> RunStore:
+            audit: Callable[[RunStore, Scenario, str], Any] | None, threads: int | None = None) -> RunResult:
     """Federation (skipped when `run_dir` already holds this scenario's finished federation), attack, audit.
 
     `threads` is the CPU count the federation may use (see `flaudit.threads`); it is not part
@@ -76,13 +84,15 @@ def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verb
         if force and store.root.exists():
             _clear_run(store)
         run_federation(scenario, run_dir, verbose=verbose, threads=threads)
+    corrupt: list[str] = []
     if scenario.attack is not None:
         from audit.attack_step import attack_run
 
-        attack_run(store, scenario.attack, device=device, force=force)
+        outcomes = attack_run(store, scenario.attack, device=device, force=force)
+        corrupt += [o.corrupt for o in outcomes if o.corrupt]
     if audit is not None:
-        audit(store, scenario, device)
-    return store
+        corrupt += [m for a in audit(store, scenario, device) for m in a.corrupt if m not in corrupt]
+    return RunResult(store, tuple(corrupt))
 
 
 def audit_step(store: RunStore, scenario: Scenario, device: str, *, oracle_cache_dir: Path | None = None,
@@ -152,6 +162,10 @@ def audit_run(
                        download=download)
     write_tensorboard(store, audits, hparams=hparams)
     report = write_report(store, audits)
+    # The audit's own outputs; a figure of an earlier audit that this one did not redraw is dropped.
+    outputs = list(store.files("metrics.jsonl", "rounds.jsonl", "report.md", "figures"))
+    stale = [store.root / name for name in store.manifest_files() if name.startswith("figures/") and not (store.root / name).exists()]
+    store.seal(outputs, removed=stale)
     if not quiet:
         for name, reason in sorted({k: v for a in audits for k, v in a.unavailable.items()}.items()):
             print(f"{name}: {reason}")

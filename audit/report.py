@@ -67,6 +67,9 @@ def round_table(audits: Sequence[RoundAudit]) -> str:
         arrow = "↑" if any(a.metrics[name].higher_is_leakier for a in audits if name in a.metrics) else "↓"
         header += [f"{name} mean", f"{name} worst ({arrow} leakier)"]
     header += ["recognised (oracle)", "labels recovered", "FID (n, dims)"]
+    with_corrupt = any(a.corrupt for a in audits)
+    if with_corrupt:
+        header.append("corrupt inputs (not scored)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for a in sorted(audits, key=lambda x: x.round):
         row = [str(a.round), format_value(a.accuracy), format_value(a.loss)]
@@ -76,6 +79,8 @@ def round_table(audits: Sequence[RoundAudit]) -> str:
         row.append(format_value(a.recognised_fraction, 2))
         row.append(format_value(a.label_accuracy, 2))
         row.append(f"{a.fid.value:.1f} (n={a.fid.num_real}, d={a.fid.dims})" if a.fid else "–")
+        if with_corrupt:
+            row.append(str(len(a.corrupt)))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -108,6 +113,12 @@ def write_report(store: RunStore, audits: Sequence[RoundAudit], *, title: str | 
         lines += ["## Unavailable metrics", ""]
         lines += [f"- **{name}**: {reason}" for name, reason in sorted(unavailable.items())]
         lines.append("")
+    corrupt = [f"- round {a.round} ({a.attack}): {message}" for a in audits for message in a.corrupt]
+    if corrupt:
+        lines += ["## Corrupt or missing inputs (not scored)", "",
+                  "**These updates could not be read as recorded in manifest.json: nothing of them is scored, so the "
+                  "figures below do not cover them.** `flaudit verify` lists every problem of the run directory.", ""]
+        lines += corrupt + [""]
     if not audits:
         lines += ["No reconstructions found: run `flaudit attack` on this run first.", ""]
     lines += [

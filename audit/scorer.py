@@ -120,6 +120,8 @@ class RoundAudit:
         unavailable: metrics that could not be scored, with the reason (what file to provide).
         defenses: per defense name, its parameters, as the protocol declared them.
         clients: the per-client breakdown.
+        corrupt: inputs of this round that are missing or differ from manifest.json, one message
+            each naming the path; they contribute no score.
     """
 
     round: int
@@ -135,6 +137,7 @@ class RoundAudit:
     unavailable: Mapping[str, str] = field(default_factory=dict)
     defenses: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     clients: tuple[ClientAudit, ...] = ()
+    corrupt: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +147,7 @@ class RoundAudit:
             "recognised_fraction": self.recognised_fraction, "label_accuracy": self.label_accuracy,
             "fid": self.fid.to_dict() if self.fid else None, "unavailable": dict(self.unavailable),
             "defenses": {k: dict(v) for k, v in self.defenses.items()}, "clients": [c.to_dict() for c in self.clients],
+            "corrupt": list(self.corrupt),
         }
 
     @classmethod
@@ -157,6 +161,7 @@ class RoundAudit:
             fid=AF.FidResult(**fid) if fid else None, unavailable=dict(data.get("unavailable", {})),
             defenses={k: dict(v) for k, v in data.get("defenses", {}).items()},
             clients=tuple(ClientAudit.from_dict(c) for c in data.get("clients", [])),
+            corrupt=tuple(str(c) for c in data.get("corrupt", [])),
         )
 
 
@@ -177,22 +182,45 @@ def reconstruction_keys(store: RunStore, *, attacks: Sequence[str] | None = None
     return sorted(found, key=lambda item: (item[0], item[1].round, item[1].client))
 
 
+def corrupt_captures(store: RunStore, keys: Sequence[tuple[str, CaptureKey]]) -> defaultdict[tuple[str, int], list[str]]:
+    """(attack, round) -> messages, for captures that no attack could reconstruct because they are
+    missing or altered: every attack of the run reports them in that round."""
+    attacked = {key for _, key in keys}
+    corrupt: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
+    for key in store.capture_keys():
+        if key in attacked:
+            continue
+        try:
+            store.verified(store.capture_path(key))
+            store.verified(store.capture_path(key).with_suffix(".json"))
+        except CaptureCorruptError as err:
+            for attack in _attack_names(store, keys):
+                corrupt[(attack, key.round)].append(str(err))
+    return corrupt
+
+
+def _attack_names(store: RunStore, keys: Sequence[tuple[str, CaptureKey]]) -> list[str]:
+    folders = [path.name for path in (store.root / "attacks").iterdir() if path.is_dir()] if (store.root / "attacks").is_dir() else []
+    return sorted({attack for attack, _ in keys} | set(folders))
+
+
 def read_reconstruction(store: RunStore, attack: str, key: CaptureKey) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     """(images, labels or None, record.json contents or {}) of one reconstruction."""
     folder = store.attack_dir(attack, key)
-    tensors = load_tensors(folder / RECONSTRUCTION_FILE)
+    tensors = load_tensors(store.verified(folder / RECONSTRUCTION_FILE))
     if "images" not in tensors:
         raise CaptureCorruptError(f"{folder / RECONSTRUCTION_FILE}: no 'images' tensor; re-run `flaudit attack`")
-    record = read_json(folder / RECORD_FILE) if (folder / RECORD_FILE).exists() else {}
+    record = read_json(store.verified(folder / RECORD_FILE))
     return tensors["images"].to(torch.float32).clamp(0, 1), tensors.get("labels"), record
 
 
 def read_defenses(store: RunStore, key: CaptureKey, record: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """The defenses the protocol declared for this capture (its JSON's metadata), else the attack record's."""
-    info_path = store.capture_path(key).with_suffix(".json")
-    raw: Any = None
-    if info_path.exists():
-        raw = read_json(info_path).get("meta", {}).get("defenses")
+    info = store.capture_path(key).with_suffix(".json")
+    recorded = info.relative_to(store.root).as_posix() in store.manifest_files()
+    # A run whose captures were never recorded (reconstructions imported from elsewhere) falls
+    # back on the attack record; a capture the manifest lists is read, and verified.
+    raw: Any = store.read_capture_info(key).get("meta", {}).get("defenses") if recorded or info.exists() else None
     if raw is None and record:
         raw = record.get("defenses")
     if isinstance(raw, Mapping):
@@ -299,15 +327,21 @@ def score_run(
     image_records: list[dict[str, Any]] = []
     per_round: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     keys = reconstruction_keys(store, attacks=attacks)
+    corrupt = corrupt_captures(store, keys)
     for attack, key in progress(keys, desc="scoring", unit="capture"):
-        truth = store.read_ground_truth(key)
-        rec_images, rec_labels, record = read_reconstruction(store, attack, key)
+        try:
+            truth = store.read_ground_truth(key)
+            rec_images, rec_labels, record = read_reconstruction(store, attack, key)
+            defenses = read_defenses(store, key, record)
+            if rec_images.shape[1:] != truth.images.shape[1:]:
+                raise CaptureCorruptError(
+                    f"{store.attack_dir(attack, key)}: reconstruction shape {tuple(rec_images.shape[1:])} differs from the "
+                    f"ground truth's {tuple(truth.images.shape[1:])}; re-run `flaudit attack`"
+                )
+        except CaptureCorruptError as err:  # reported by path; contributes no score
+            corrupt[(attack, key.round)].append(str(err))
+            continue
         originals = truth.images.to(torch.float32).clamp(0, 1)
-        if rec_images.shape[1:] != originals.shape[1:]:
-            raise CaptureCorruptError(
-                f"{store.attack_dir(attack, key)}: reconstruction shape {tuple(rec_images.shape[1:])} differs from the "
-                f"ground truth's {tuple(originals.shape[1:])}; re-run `flaudit attack`"
-            )
         aligned, perm = AF.align(originals, rec_images, cost=align_cost)
         matched = perm >= 0
         ori = originals[matched]
@@ -316,7 +350,6 @@ def score_run(
         recognised = (
             oracle.recognised(aligned, labels, originals01=ori, keys=truth.indices[matched]).cpu() if oracle is not None else None
         )
-        defenses = read_defenses(store, key, record)
         recovered = rec_labels[perm[matched]] if rec_labels is not None and rec_labels.numel() == rec_images.shape[0] else None
         positions = torch.nonzero(matched).flatten().tolist()
         for row, position in enumerate(positions):
@@ -337,7 +370,16 @@ def score_run(
         })
 
     audits: list[RoundAudit] = []
-    for (attack, rnd), parts in sorted(per_round.items()):
+    for attack, rnd in sorted(set(per_round) | set(corrupt)):
+        parts = per_round.get((attack, rnd), [])
+        if not parts:
+            entry = history.get(rnd, {})
+            audits.append(RoundAudit(
+                round=rnd, attack=attack, accuracy=_opt_float(entry.get("accuracy")), loss=_opt_float(entry.get("loss")),
+                num_clients=0, num_images=0, metrics={}, recognised_fraction=None, label_accuracy=None, fid=None,
+                unavailable=dict(unavailable), corrupt=tuple(corrupt[(attack, rnd)]),
+            ))
+            continue
         clients = []
         for part in parts:
             rec_frac = float(part["recognised"].float().mean()) if part["recognised"] is not None and part["recognised"].numel() else None
@@ -369,7 +411,7 @@ def score_run(
             metrics={n: summarise(v, higher_is_leakier=built[n].higher_is_leakier) for n, v in values_all.items()},
             recognised_fraction=float(recog_all.float().mean()) if recog_all is not None and recog_all.numel() else None,
             label_accuracy=label_acc, fid=fid_result, unavailable=round_unavailable,
-            defenses=parts[0]["defenses"], clients=tuple(clients),
+            defenses=parts[0]["defenses"], clients=tuple(clients), corrupt=tuple(corrupt.get((attack, rnd), ())),
         ))
 
     if write:

@@ -121,6 +121,9 @@ def summary_text(store: RunStore, audits: Sequence[RoundAudit]) -> str:
     parts = [f"**Run** `{store.root.name}`", ""]
     for attack in sorted({a.attack for a in audits}):
         parts += [f"**Attack** {attack}", "", round_table([a for a in audits if a.attack == attack]), ""]
+    corrupt = [f"- round {a.round} ({a.attack}): {message}" for a in audits for message in a.corrupt]
+    if corrupt:
+        parts += ["**Corrupt or missing inputs, not scored:**", ""] + corrupt + [""]
     unavailable = {k: v for a in audits for k, v in a.unavailable.items()}
     if unavailable:
         parts += ["**Unavailable:**", ""] + [f"- {k}: {v}" for k, v in sorted(unavailable.items())]

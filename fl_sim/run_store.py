@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import platform
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +34,8 @@ from flaudit.errors import CaptureCorruptError
 from flaudit.io import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors, sha256_file
 from fl_sim.models import ModelSpec, build_model
 
+# Not covered by the manifest: TensorBoard rewrites its events, caches are re-derivable.
+UNSEALED = ("tb", "cache")
 _KEY = re.compile(r"round_(\d+)/client_(\d+)\.safetensors$")
 
 
@@ -107,7 +109,7 @@ class RunStore:
         """Start a run directory: the scenario as run and a first manifest."""
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.scenario_path, scenario_text)
-        self.seal(seed=seed)
+        self.seal([self.scenario_path], seed=seed)
 
     # --- captures (the server's side) ----------------------------------------------------
     def write_view(
@@ -133,21 +135,32 @@ class RunStore:
         )
 
     def capture_keys(self) -> list[CaptureKey]:
-        """Every captured (round, client), sorted."""
-        keys = []
-        for path in (self.root / "captures").glob("round_*/client_*.safetensors"):
-            match = _KEY.search(path.as_posix())
+        """Every captured (round, client), sorted: those on disk and those manifest.json lists (a
+        listed capture that is gone is still a key, so that reading it reports it missing)."""
+        names = [path.relative_to(self.root).as_posix() for path in (self.root / "captures").glob("round_*/client_*.safetensors")]
+        names += [name for name in self.manifest_files() if name.startswith("captures/")]
+        keys = set()
+        for name in names:
+            match = _KEY.search(name)
             if match:
-                keys.append(CaptureKey(int(match.group(1)), int(match.group(2))))
+                keys.add(CaptureKey(int(match.group(1)), int(match.group(2))))
         return sorted(keys, key=lambda k: (k.round, k.client))
 
+    def read_capture_info(self, key: CaptureKey) -> dict[str, Any]:
+        """The capture's JSON (model spec, shared metadata, tensor names), verified against the manifest."""
+        return read_json(self.verified(self.capture_path(key).with_suffix(".json")))
+
     def read_spec(self, key: CaptureKey) -> ModelSpec:
-        return ModelSpec.from_dict(read_json(self.capture_path(key).with_suffix(".json"))["model"])
+        return ModelSpec.from_dict(self.read_capture_info(key)["model"])
 
     def read_view(self, key: CaptureKey, *, device: str | torch.device = "cpu") -> ServerView:
-        """Rebuild the ServerView of one capture: the global model as sent, the update, the metadata."""
-        info = read_json(self.capture_path(key).with_suffix(".json"))
-        tensors = load_tensors(self.capture_path(key), device=device)
+        """Rebuild the ServerView of one capture: the global model as sent, the update, the metadata.
+
+        Raises:
+            CaptureCorruptError: a file of the capture is missing or differs from manifest.json.
+        """
+        info = self.read_capture_info(key)
+        tensors = load_tensors(self.verified(self.capture_path(key)), device=device)
         spec = ModelSpec.from_dict(info["model"])
         model = build_model(spec).to(device)
         state = {k[len("global."):]: v for k, v in tensors.items() if k.startswith("global.")}
@@ -171,7 +184,8 @@ class RunStore:
         )
 
     def read_ground_truth(self, key: CaptureKey) -> GroundTruth:
-        tensors = load_tensors(self.ground_truth_path(key))
+        """The vault's record of one capture, verified against the manifest (raises CaptureCorruptError)."""
+        tensors = load_tensors(self.verified(self.ground_truth_path(key)))
         return GroundTruth(key.round, key.client, tensors["images"], tensors["labels"], tensors["indices"])
 
     # --- history and manifest ----------------------------------------------------------------
@@ -179,22 +193,66 @@ class RunStore:
         atomic_write_json(self.history_path, history)
 
     def read_history(self) -> dict[str, Any]:
-        return read_json(self.history_path)
+        return read_json(self.verified(self.history_path))
 
-    def files(self) -> Iterator[Path]:
+    def files(self, *folders: str) -> Iterator[Path]:
+        """The run's files that the manifest covers (TensorBoard events, caches and temp files aside).
+
+        Args:
+            folders: only files under these top-level entries (e.g. "captures", "history.json").
+        """
         for path in sorted(self.root.rglob("*")):
-            if path.is_file() and path.name != "manifest.json" and not path.name.startswith(".") and "tb" not in path.relative_to(self.root).parts[:1] and "cache" not in path.relative_to(self.root).parts[:1]:
-                yield path
+            relative = path.relative_to(self.root).parts
+            if not path.is_file() or path.name == "manifest.json" or path.name.startswith("."):
+                continue
+            if relative[0] in UNSEALED or (folders and relative[0] not in folders):
+                continue
+            yield path
 
-    def seal(self, *, seed: int | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Rewrite manifest.json with the SHA-256 of every file (TensorBoard events and caches aside)."""
+    def manifest_files(self) -> dict[str, str]:
+        """manifest.json's `files`: relative path -> SHA-256 ({} before the first seal)."""
+        if not self.manifest_path.exists():
+            return {}
+        files = read_json(self.manifest_path).get("files", {})
+        if not isinstance(files, dict):
+            raise CaptureCorruptError(f"{self.manifest_path}: 'files' is not a mapping of path to SHA-256")
+        return files
+
+    def verified(self, path: Path) -> Path:
+        """`path`, after checking that it exists and that its SHA-256 is the one manifest.json recorded.
+
+        Raises:
+            CaptureCorruptError: the file is missing, was never sealed, or its content changed.
+        """
+        relative = path.relative_to(self.root).as_posix()
+        expected = self.manifest_files().get(relative)
+        if not path.is_file():
+            raise CaptureCorruptError(f"{path}: missing" + (" (manifest.json lists it)" if expected else ""))
+        if expected is None:
+            raise CaptureCorruptError(f"{path}: not in manifest.json (not written by a finished flaudit step); re-run that step")
+        if sha256_file(path) != expected:
+            raise CaptureCorruptError(f"{path}: SHA-256 differs from manifest.json (altered or corrupt)")
+        return path
+
+    def seal(self, paths: Iterable[Path] = (), *, removed: Iterable[Path] = (), seed: int | None = None,
+             extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Record in manifest.json the SHA-256 of the files a step wrote (`paths`) and forget `removed`.
+
+        Only those entries change: a file another step wrote is never re-hashed, so a file that
+        was altered since stays detectable (`verify`).
+        """
         previous = read_json(self.manifest_path) if self.manifest_path.exists() else {}
+        files = dict(previous.get("files", {}))
+        for path in removed:
+            files.pop(Path(path).relative_to(self.root).as_posix(), None)
+        for path in paths:
+            files[Path(path).relative_to(self.root).as_posix()] = sha256_file(path)
         manifest = {
             **previous,
             "flaudit_version": __version__,
             "versions": _versions(),
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {path.relative_to(self.root).as_posix(): sha256_file(path) for path in self.files()},
+            "files": dict(sorted(files.items())),
         }
         manifest.setdefault("created", manifest["updated"])
         if seed is not None:
@@ -206,15 +264,18 @@ class RunStore:
         return manifest
 
     def verify(self) -> list[str]:
-        """Files whose hash no longer matches the manifest (or that went missing)."""
-        manifest = read_json(self.manifest_path)
+        """Every problem of the run directory, by path: missing, altered, and unexpected files."""
         problems = []
-        for name, digest in manifest.get("files", {}).items():
+        recorded = self.manifest_files()
+        for name, digest in recorded.items():
             path = self.root / name
-            if not path.exists():
+            if not path.is_file():
                 problems.append(f"{path}: missing")
             elif sha256_file(path) != digest:
-                problems.append(f"{path}: SHA-256 differs from manifest.json")
+                problems.append(f"{path}: SHA-256 differs from manifest.json (altered or corrupt)")
+        for path in self.files():
+            if path.relative_to(self.root).as_posix() not in recorded:
+                problems.append(f"{path}: unexpected (not in manifest.json)")
         return problems
 
 

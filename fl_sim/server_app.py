@@ -104,7 +104,8 @@ def build_server_app(settings: AppSettings | None = None, on_done: Callable[[dic
         if not logging.getLogger().isEnabledFor(logging.INFO):
             logging.getLogger("flwr").setLevel(logging.WARNING)
         history = run_server(grid, job)
-        job.store.seal()
+        # The federation's own files: what the server captured, the clients' vault, the history.
+        job.store.seal(job.store.files("captures", "ground_truth", "history.json"))
         if on_done is not None:
             on_done(history)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -76,6 +77,10 @@ def _attack(args: argparse.Namespace) -> int:
         raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")
     configure_threads(args.threads, scenario_threads(store))
     outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force)
-    done = sum(not o.skipped for o in outcomes)
-    print(f"{done} update(s) attacked, {len(outcomes) - done} already done: {store.root / 'attacks'}")
-    return 0
+    corrupt = [o for o in outcomes if o.corrupt]
+    done = sum(not o.skipped and not o.corrupt for o in outcomes)
+    kept = sum(o.skipped for o in outcomes)
+    print(f"{done} update(s) attacked, {kept} already done, {len(corrupt)} not attacked (corrupt input): {store.root / 'attacks'}")
+    for outcome in corrupt:
+        print(f"flaudit: corrupt: round {outcome.key.round} client {outcome.key.client}: {outcome.corrupt}", file=sys.stderr)
+    return 1 if corrupt else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fl_sim.scenario import METRIC_NAMES
@@ -50,4 +51,7 @@ def _audit(args: argparse.Namespace) -> int:
 
         for attack in sorted({a.attack for a in audits}):
             print(f"\n{attack}\n" + round_table([a for a in audits if a.attack == attack]))
-    return 0
+    corrupt = [f"round {a.round} ({a.attack}): {message}" for a in audits for message in a.corrupt]
+    for line in corrupt:
+        print(f"flaudit: corrupt, not scored: {line}", file=sys.stderr)
+    return 1 if corrupt else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import functools
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     sweep = len(variants) > 1
     started = time.perf_counter()
     stores = []
+    corrupt: list[str] = []
     for variant in variants:
         run_dir = root / variant.name if sweep else root
         if sweep and not args.quiet:
@@ -47,8 +49,10 @@ def _run(args: argparse.Namespace) -> int:
         hparams = {"sweep/value": variant.value} if variant.value is not None else None
         # The variants of a sweep share one oracle: it depends on the dataset only.
         audit = None if args.no_audit else functools.partial(audit_step, oracle_cache_dir=root / "cache" if sweep else None, hparams=hparams)
-        store = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit=audit,
-                        threads=threads)
+        result = run_one(variant.scenario, run_dir, device=device, force=args.force, verbose=args.verbose, audit=audit,
+                         threads=threads)
+        store = result.store
+        corrupt += result.corrupt
         stores.append((variant, store))
         if not args.quiet:
             print_summary(store)
@@ -56,4 +60,6 @@ def _run(args: argparse.Namespace) -> int:
         for path in write_sweep(root, stores):
             print(f"wrote {path}")
     print(f"done in {time.perf_counter() - started:.1f} s: {root}")
-    return 0
+    for message in corrupt:
+        print(f"flaudit: corrupt, not attacked or scored: {message}", file=sys.stderr)
+    return 1 if corrupt else 0

@@ -29,6 +29,7 @@ def _store(tmp_path) -> RunStore:
             key = CaptureKey(round_, client)
             store.write_view(key, spec=SPEC, global_state=model.state_dict(), update=dict(view.update), buffers={}, meta=META)
             store.write_ground_truth(GroundTruth(round_, client, images, labels, torch.tensor([client])))
+    store.seal(store.files())
     return store
 
 
@@ -50,3 +51,75 @@ def test_round_batched_equals_one_by_one_and_resumes(tmp_path) -> None:
         assert outcome.record["batched_with"] == [outcome.key.client]
         assert torch.allclose(load_reconstruction(outcome.directory)["images"], first[outcome.key], atol=1e-4)
         assert (outcome.directory / f"0_{outcome.record['recovered_labels'][0]}_rec.png").exists()
+
+
+def _flip(path, offset: int = -3) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40  # inside the last tensor's float data: the file still parses
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_a_capture_is_reported_never_scored_never_sealed(tmp_path, capsys) -> None:
+    import json
+
+    from audit.cli import main
+
+    store = _store(tmp_path)
+    store.root.joinpath("scenario.yaml").unlink()  # the attack comes from the command line
+    store.seal(removed=[store.root / "scenario.yaml"])
+    bad = store.capture_path(CaptureKey(1, 1))
+    original = store.manifest_files()["captures/round_001/client_001.safetensors"]
+    _flip(bad)
+    args = ["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"round 1 client 1: {bad}: SHA-256 differs from manifest.json" in err
+    assert not store.attack_dir("idlg", CaptureKey(1, 1)).exists()
+    assert all(store.attack_dir("idlg", CaptureKey(r, c)).is_dir() for r, c in ((1, 0), (2, 0), (2, 1)))
+    assert store.manifest_files()["captures/round_001/client_001.safetensors"] == original
+
+    assert main(["-q", "audit", str(store.root), "--no-oracle", "--metrics", "mse,psnr"]) == 1
+    assert f"round 1 (idlg): {bad}: SHA-256 differs" in capsys.readouterr().err
+    rounds = [json.loads(line) for line in (store.root / "rounds.jsonl").read_text().splitlines()]
+    assert [r["corrupt"] for r in rounds] == [[f"{bad}: SHA-256 differs from manifest.json (altered or corrupt)"], []]
+    assert [c["client"] for c in rounds[0]["clients"]] == [0]  # the corrupt update contributes nothing
+    records = [json.loads(line) for line in (store.root / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({(r["round"], r["client"]) for r in records}) == [(1, 0), (2, 0), (2, 1)]
+    report = (store.root / "report.md").read_text()
+    assert "## Corrupt or missing inputs (not scored)" in report and str(bad) in report
+
+    assert main(["verify", str(store.root)]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{bad}: SHA-256 differs from manifest.json (altered or corrupt)"]
+    assert store.manifest_files()["captures/round_001/client_001.safetensors"] == original
+
+
+def test_altered_reconstruction_or_ground_truth_is_reported_by_the_audit(tmp_path, capsys) -> None:
+    from audit.cli import main
+
+    store = _store(tmp_path)
+    store.root.joinpath("scenario.yaml").unlink()
+    store.seal(removed=[store.root / "scenario.yaml"])
+    assert main(["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2"]) == 0
+    rec = store.attack_dir("idlg", CaptureKey(2, 0)) / "reconstruction.safetensors"
+    truth = store.ground_truth_path(CaptureKey(1, 1))
+    _flip(rec)
+    _flip(truth)
+    capsys.readouterr()
+    assert main(["-q", "audit", str(store.root), "--no-oracle", "--metrics", "mse"]) == 1
+    err = capsys.readouterr().err
+    assert f"{rec}: SHA-256 differs" in err and f"{truth}: SHA-256 differs" in err
+    assert main(["verify", str(store.root)]) == 1
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(
+        f"{p}: SHA-256 differs from manifest.json (altered or corrupt)" for p in (rec, truth)
+    )
+
+
+def test_a_reattack_replaces_every_output_of_the_update(tmp_path) -> None:
+    store = _store(tmp_path)
+    key = CaptureKey(1, 0)
+    attack_run(store, AttackConfig("idlg", {"iterations": 2}), device="cpu")
+    stale = store.attack_dir("idlg", key) / "7_7_rec.png"
+    stale.write_bytes(b"left over from another setting")
+    attack_run(store, AttackConfig("idlg", {"iterations": 3}), device="cpu")
+    assert not stale.exists()
+    assert store.verify() == []

@@ -45,6 +45,7 @@ def run_dir(digits, tmp_path_factory):
             atomic_write_json(folder / "record.json", {"attack": "dlg", "iterations": 10, "labels_known": False,
                                                        "defenses": [["gaussian", [["sigma", 0.01]]]]})
     store.write_history({"rounds": [{"round": r, "accuracy": 0.5 + 0.1 * r, "loss": 1.0 / r} for r in ROUNDS]})
+    store.seal(store.files())
     return store
 
 

@@ -88,6 +88,7 @@ def _write_run(root: Path, digits, rounds: tuple[int, ...]) -> RunStore:  # type
         folder = store.attack_dir("dlg", key)
         save_tensors(folder / "reconstruction.safetensors", {"images": rec.flip(0), "labels": labels.flip(0)})
         atomic_write_json(folder / "record.json", {"attack": "dlg", "iterations": 1, "labels_known": False, "defenses": []})
+    store.seal(store.files())
     return store
 
 

@@ -50,6 +50,8 @@ def test_run_writes_leakage_scalars_for_every_captured_round(tmp_path, write_sce
     before = record.stat().st_mtime_ns
     assert main(["-q", "run", str(path), "--run-dir", str(run_dir)]) == 0
     assert record.stat().st_mtime_ns == before
+    # Every file the federation, the attack and the audit wrote is sealed; nothing else is there.
+    assert main(["verify", str(run_dir)]) == 0
 
 
 def test_sweep_writes_privacy_utility_table(tmp_path, write_scenario):

@@ -85,6 +85,7 @@ def test_captured_fedsgd_update_equals_the_clients_defended_gradient_bit_for_bit
     strategy = CapturingFedAvg(job, {100 + p: p for p in range(3)})
     strategy._sent = {k: v.clone() for k, v in sent.items()}
     strategy.aggregate_train(1, replies)
+    job.store.seal(job.store.files("captures", "ground_truth"))  # as the ServerApp does after its rounds
 
     for partition in (0, 2):
         view = job.store.read_view(CaptureKey(1, partition))
@@ -122,6 +123,7 @@ def test_fedavg_capture_holds_new_weights_and_defends_the_weight_change(tmp_path
     strategy = CapturingFedAvg(job, {100 + p: p for p in range(3)})
     strategy._sent = {k: v.clone() for k, v in sent.items()}
     arrays, _ = strategy.aggregate_train(1, replies)
+    job.store.seal(job.store.files("captures", "ground_truth"))
     view = job.store.read_view(CaptureKey(1, 0))
     assert view.meta.protocol == "fedavg" and view.meta.local_steps == 2
     # prune(0.5) acts on the weight change (returned - sent), not on the weights: exactly half of

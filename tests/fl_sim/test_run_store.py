@@ -23,6 +23,7 @@ def _store(tmp_path):
     key = CaptureKey(2, 1)
     store.write_view(key, spec=spec, global_state=model.state_dict(), update=update, buffers={}, meta=META)
     store.write_ground_truth(GroundTruth(2, 1, torch.rand(2, 1, 8, 8), torch.tensor([3, 4]), torch.tensor([10, 11])))
+    store.seal(store.files())
     return store, model, update, key
 
 
@@ -43,14 +44,46 @@ def test_round_trip_and_manifest(tmp_path):
 
 def test_tampering_and_truncation_are_reported(tmp_path):
     store, _, _, key = _store(tmp_path)
-    store.seal()
     path = store.capture_path(key)
     path.write_bytes(path.read_bytes()[:50])
-    assert any("SHA-256 differs" in p for p in store.verify())
-    with pytest.raises(CaptureCorruptError, match="unreadable safetensors"):
+    assert store.verify() == [f"{path}: SHA-256 differs from manifest.json (altered or corrupt)"]
+    with pytest.raises(CaptureCorruptError, match="SHA-256 differs"):
         store.read_view(key)
     with pytest.raises(CaptureCorruptError, match="missing"):
         store.read_ground_truth(CaptureKey(9, 9))
+
+
+def test_one_flipped_bit_is_caught_and_never_sealed_over(tmp_path):
+    store, _, _, key = _store(tmp_path)
+    path = store.capture_path(key)
+    recorded = store.manifest_files()["captures/round_002/client_001.safetensors"]
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40  # inside the last tensor's float data: still a valid safetensors file
+    path.write_bytes(bytes(data))
+    with pytest.raises(CaptureCorruptError, match=f"{path}: SHA-256 differs"):
+        store.read_view(key)
+    # Another step seals only what it wrote: the altered capture keeps its original hash.
+    other = store.root / "report.md"
+    other.write_text("x")
+    store.seal([other])
+    assert store.manifest_files()["captures/round_002/client_001.safetensors"] == recorded
+    assert store.verify() == [f"{path}: SHA-256 differs from manifest.json (altered or corrupt)"]
+
+
+def test_missing_unexpected_and_unsealed_files(tmp_path):
+    store, _, _, key = _store(tmp_path)
+    store.ground_truth_path(key).unlink()
+    stray = store.root / "captures" / "round_002" / "client_009.safetensors"
+    stray.write_bytes(b"junk")
+    assert store.verify() == [f"{store.ground_truth_path(key)}: missing", f"{stray}: unexpected (not in manifest.json)"]
+    with pytest.raises(CaptureCorruptError, match="missing \\(manifest.json lists it\\)"):
+        store.read_ground_truth(key)
+    stray.with_suffix(".json").write_text(store.capture_path(key).with_suffix(".json").read_text())
+    with pytest.raises(CaptureCorruptError, match=f"{stray.with_suffix('.json')}: not in manifest.json"):
+        store.read_view(CaptureKey(2, 9))
+    # A capture the manifest lists stays a key after its file is gone, so that it is reported.
+    store.capture_path(key).unlink()
+    assert CaptureKey(2, 1) in store.capture_keys()
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
