@@ -12,7 +12,6 @@ import torch
 
 from audit.metrics import DEFAULT_METRICS, ImageMetric
 from audit.scorer import RoundAudit, score_run
-
 from flaudit.errors import DatasetUnavailableError, FlauditError, ScenarioError
 from flaudit.progress import is_quiet
 from fl_sim.run_store import RunStore

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from audit.study_scenario import ALL_METRICS, CLASSIC_METRICS, POLICIES, StudyScenario, VariantConfig, load_study  # noqa: F401
+from audit.study_scenario import ALL_METRICS, CLASSIC_METRICS, POLICIES, StudyScenario, VariantConfig
 from flaudit.errors import FlauditError, WeightsUnavailableError
 from flaudit.io import atomic_write_json, atomic_write_text
 from flaudit.progress import progress

@@ -73,6 +73,9 @@ class RunStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        # manifest.json's `files`, with the (mtime, size, inode) they were read at: every verified read
+        # needs them, and a run has one entry per file.
+        self._manifest_cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
 
     # --- paths ---------------------------------------------------------------------------
     @property
@@ -211,12 +214,17 @@ class RunStore:
 
     def manifest_files(self) -> dict[str, str]:
         """manifest.json's `files`: relative path -> SHA-256 ({} before the first seal)."""
-        if not self.manifest_path.exists():
+        try:
+            stat = self.manifest_path.stat()
+        except FileNotFoundError:
             return {}
-        files = read_json(self.manifest_path).get("files", {})
-        if not isinstance(files, dict):
-            raise CaptureCorruptError(f"{self.manifest_path}: 'files' is not a mapping of path to SHA-256")
-        return files
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._manifest_cache is None or self._manifest_cache[0] != stamp:
+            files = read_json(self.manifest_path).get("files", {})
+            if not isinstance(files, dict):
+                raise CaptureCorruptError(f"{self.manifest_path}: 'files' is not a mapping of path to SHA-256")
+            self._manifest_cache = (stamp, files)
+        return self._manifest_cache[1]
 
     def verified(self, path: Path) -> Path:
         """`path`, after checking that it exists and that its SHA-256 is the one manifest.json recorded.
@@ -261,6 +269,8 @@ class RunStore:
             manifest["scenario"] = self.scenario_path.read_text(encoding="utf-8")
         manifest.update(extra or {})
         atomic_write_json(self.manifest_path, manifest)
+        stat = self.manifest_path.stat()  # this process's own write: no re-read, whatever the clock's grain
+        self._manifest_cache = ((stat.st_mtime_ns, stat.st_size, stat.st_ino), manifest["files"])
         return manifest
 
     def verify(self) -> list[str]:

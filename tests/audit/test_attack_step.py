@@ -65,8 +65,6 @@ def test_a_flipped_byte_in_a_capture_is_reported_never_scored_never_sealed(tmp_p
     from audit.cli import main
 
     store = _store(tmp_path)
-    store.root.joinpath("scenario.yaml").unlink()  # the attack comes from the command line
-    store.seal(removed=[store.root / "scenario.yaml"])
     bad = store.capture_path(CaptureKey(1, 1))
     original = store.manifest_files()["captures/round_001/client_001.safetensors"]
     _flip(bad)
@@ -97,8 +95,6 @@ def test_altered_reconstruction_or_ground_truth_is_reported_by_the_audit(tmp_pat
     from audit.cli import main
 
     store = _store(tmp_path)
-    store.root.joinpath("scenario.yaml").unlink()
-    store.seal(removed=[store.root / "scenario.yaml"])
     assert main(["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2"]) == 0
     rec = store.attack_dir("idlg", CaptureKey(2, 0)) / "reconstruction.safetensors"
     truth = store.ground_truth_path(CaptureKey(1, 1))

@@ -90,3 +90,14 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "a.txt"
     atomic_write_text(target, "one")
     assert target.read_text() == "one" and not list(tmp_path.glob(".a.txt.*"))
+
+
+def test_a_manifest_sealed_by_another_process_is_read_again(tmp_path):
+    store, _, _, key = _store(tmp_path)
+    assert store.read_ground_truth(key).labels.tolist() == [3, 4]  # manifest now cached
+    other = RunStore(store.root)  # e.g. the server process sealing a new file
+    extra = store.root / "history.json"
+    extra.write_text("{}")
+    other.seal([extra])
+    assert store.manifest_files()["history.json"] == other.manifest_files()["history.json"]
+    assert store.read_history() == {}
