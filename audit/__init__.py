@@ -1,1 +1,1 @@
-"""The audit: scores the leakage of every captured round, and the `flaudit` command line."""
+"""Scoring and presentation of a run's leakage: metrics, the scorer, report.md, TensorBoard, privacy-utility tables (prints nothing)."""

@@ -10,33 +10,31 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from audit import functional as AF
-from audit.scorer import RoundAudit, aligned_pair
+from audit.pairs import read_pair
+from audit.scorer import RoundAudit
 from fl_sim.run_store import RunStore
 from flaudit.io import atomic_write_text
+from flaudit.rundir import CaptureKey
 
 FIGURES_DIR = "figures"
 REPORT_FILE = "report.md"
 
 
 def leakiest_pairs(store: RunStore, audit: RoundAudit, *, max_images: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The round's best-reconstructed images (highest PSNR first) over all its clients.
+    """The round's best-reconstructed images (highest PSNR first) over all its clients, as the scorer
+    recorded them (`RoundAudit.leakiest`), read from their verified PNG pairs.
 
     Returns:
         (originals, reconstructions, psnr) of at most `max_images` matched pairs.
     """
-    oris, recs = [], []
-    for client in audit.clients:
-        ori, rec, _ = aligned_pair(store, audit, client)
-        oris.append(ori)
-        recs.append(rec)
-    if not oris:
+    chosen = audit.leakiest(max_images)
+    if not chosen:
         empty = torch.zeros(0)
         return empty, empty, empty
-    ori, rec = torch.cat(oris), torch.cat(recs)
-    scores = AF.psnr(rec, ori)
-    order = torch.argsort(torch.nan_to_num(scores, nan=-math.inf), descending=True)[:max_images]
-    return ori[order], rec[order], scores[order]
+    reconstructions = store.reconstructions(audit.attack)
+    pairs = [read_pair(reconstructions, CaptureKey(audit.round, client), p.position, p.label) for client, p in chosen]
+    return (torch.stack([o for o, _ in pairs]), torch.stack([r for _, r in pairs]),
+            torch.tensor([p.psnr for _, p in chosen], dtype=torch.float64))
 
 
 def pair_grid(originals: torch.Tensor, reconstructions: torch.Tensor, *, min_side: int = 64) -> torch.Tensor:
@@ -77,12 +75,21 @@ def round_table(audits: Sequence[RoundAudit]) -> str:
             summary = a.metrics.get(name)
             row += [format_value(summary.mean if summary else None), format_value(summary.worst if summary else None)]
         row.append(format_value(a.recognised_fraction, 2))
-        row.append(format_value(a.label_accuracy, 2))
+        row.append("given" if a.threat_model.known_labels else format_value(a.label_accuracy, 2))
         row.append(f"{a.fid.value:.1f} (n={a.fid.num_real}, d={a.fid.dims})" if a.fid else "–")
         if with_corrupt:
             row.append(str(len(a.corrupt)))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def threat_model_line(audits: Sequence[RoundAudit]) -> str:
+    """One line per report on what each attack was given beyond the server's view."""
+    by_attack = {a.attack: a.threat_model for a in audits if a.num_clients}
+    if not by_attack:
+        return "Threat model: the server's view only (nothing scored)."
+    described = "; ".join(f"{attack}: {threat.describe()}" for attack, threat in sorted(by_attack.items()))
+    return f"Threat model (beyond what the server receives): {described}."
 
 
 def write_report(store: RunStore, audits: Sequence[RoundAudit], *, title: str | None = None, max_images: int = 8) -> Path:
@@ -106,6 +113,7 @@ def write_report(store: RunStore, audits: Sequence[RoundAudit], *, title: str | 
         lines += [f"Defenses: {described}", ""]
     else:
         lines += ["Defenses: none", ""]
+    lines += [threat_model_line(audits), ""]
     unavailable: dict[str, str] = {}
     for a in audits:
         unavailable.update({k: v for k, v in a.unavailable.items() if not v.startswith("fid needs")})

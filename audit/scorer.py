@@ -1,14 +1,18 @@
 """Per-round scoring of a run directory: align, score every image, aggregate, write records.
 
-For every attack and every captured (round, client) with a reconstruction
-(`attacks/ATTACK/round_RRR/client_CCC/reconstruction.safetensors`), the scorer reads the
-client's true batch from the ground-truth vault, matches reconstructions to originals
-one-to-one (Hungarian), scores each pair with every available metric, asks the oracle whether
-it recognises each reconstruction, and aggregates per client and per round: the mean, and the
-worst case, i.e. the best-reconstructed image, since one recognisable image is already a leak.
+The score stage. For every attack and every update it reconstructed
+(`attacks.store.ReconstructionStore`), the scorer reads the client's true batch from the vault
+(`fl_sim.vault.Vault`), matches reconstructions to originals one-to-one (Hungarian), scores each
+pair with every available metric, asks the annotator (the oracle) whether it recognises each
+reconstruction, and aggregates per client and per round with `audit.summary.summarise`: the
+mean, and the worst case, i.e. the best-reconstructed image, since one recognisable image is
+already a leak. Scores are computed here once: the leakiest pairs of each client are recorded
+with its audit, and report.md and TensorBoard read them (and the PNG pairs written here) instead
+of scoring again.
 
-Outputs (written whole and atomically): `metrics.jsonl`, one record per image, and
-`rounds.jsonl`, one `RoundAudit` per (attack, round).
+Outputs (written whole and atomically): `metrics.jsonl`, one record per image; `rounds.jsonl`,
+one `RoundAudit` per (attack, round); `{i}_{label}_ori.png` / `{i}_{label}_rec.png` beside each
+reconstruction, the pair as matched (SemSim release naming).
 """
 
 from __future__ import annotations
@@ -24,42 +28,46 @@ from typing import Any
 import torch
 
 from audit import functional as AF
+from attacks.store import ReconstructionStore, StoredReconstruction, attack_names
+from attacks.threat import ThreatModel
 from audit.metrics import DEFAULT_METRICS, IMAGE_METRICS, SET_METRICS, ImageMetric, MetricFn, as_image_metric, known_metrics
-from audit.oracle import Oracle
-from fl_sim.run_store import CaptureKey, RunStore
+from audit.pairs import write_pairs
+from audit.summary import MetricSummary, summarise
+from fl_sim.run_store import RunStore
+from fl_sim.vault import GroundTruth
+from flaudit.rundir import CaptureKey
+from semsim.oracle import Oracle
 from flaudit.device import resolve_device
 from flaudit.errors import CaptureCorruptError, UnknownNameError, WeightsUnavailableError
-from flaudit.io import atomic_write_text, load_tensors, read_json
+from flaudit.io import atomic_write_text
 from flaudit.progress import progress
 
-RECONSTRUCTION_FILE = "reconstruction.safetensors"
-RECORD_FILE = "record.json"
 METRICS_FILE = "metrics.jsonl"
 ROUNDS_FILE = "rounds.jsonl"
+#: Pairs recorded per client as its leakiest (report.md and TensorBoard show a round's best of them).
+LEAKIEST_PER_CLIENT = 8
 
 
 @dataclass(frozen=True)
-class MetricSummary:
-    """One metric over a set of images.
+class LeakyPair:
+    """One of a client's best-reconstructed images, by PSNR (the ranking report.md and TensorBoard show).
 
     Args:
-        mean: mean over the images (None when no finite value).
-        worst: the most leaky image's value: max for PSNR/SSIM, min for MSE/LPIPS/SemSim.
-        count: images scored.
-        higher_is_leakier: the metric's direction.
+        position: the original's index in the client's batch (its PNG pair is `{position}_{label}_*.png`).
+        label: the original's true label.
+        psnr: the pair's PSNR in dB.
     """
 
-    mean: float | None
-    worst: float | None
-    count: int
-    higher_is_leakier: bool
+    position: int
+    label: int
+    psnr: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "worst": self.worst, "count": self.count, "higher_is_leakier": self.higher_is_leakier}
+        return {"position": self.position, "label": self.label, "psnr": self.psnr}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MetricSummary":
-        return cls(data["mean"], data["worst"], int(data["count"]), bool(data["higher_is_leakier"]))
+    def from_dict(cls, data: Mapping[str, Any]) -> LeakyPair:
+        return cls(int(data["position"]), int(data["label"]), float(data["psnr"]))
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,11 @@ class ClientAudit:
         num_reconstructed: reconstructions matched to an original.
         metrics: per metric, mean and worst case over the client's images.
         recognised_fraction: fraction the oracle recognised (None without an oracle).
-        label_accuracy: fraction of true labels recovered (as a multiset; None without labels).
+        label_accuracy: fraction of true labels recovered (as a multiset; None without labels or
+            when the labels were given to the attacker).
         matches: for each original (in batch order), the index of the reconstruction matched to
             it in the attack's own order, -1 where none was.
+        leakiest: the client's best-reconstructed pairs, highest PSNR first.
     """
 
     client: int
@@ -84,21 +94,23 @@ class ClientAudit:
     recognised_fraction: float | None
     label_accuracy: float | None
     matches: tuple[int, ...]
+    leakiest: tuple[LeakyPair, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "client": self.client, "num_images": self.num_images, "num_reconstructed": self.num_reconstructed,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "recognised_fraction": self.recognised_fraction, "label_accuracy": self.label_accuracy,
-            "matches": list(self.matches),
+            "matches": list(self.matches), "leakiest": [p.to_dict() for p in self.leakiest],
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ClientAudit":
+    def from_dict(cls, data: Mapping[str, Any]) -> ClientAudit:
         return cls(
             int(data["client"]), int(data["num_images"]), int(data["num_reconstructed"]),
             {k: MetricSummary.from_dict(v) for k, v in data["metrics"].items()},
             data["recognised_fraction"], data["label_accuracy"], tuple(int(v) for v in data["matches"]),
+            tuple(LeakyPair.from_dict(p) for p in data.get("leakiest", [])),
         )
 
 
@@ -115,13 +127,14 @@ class RoundAudit:
         num_images: images scored (matched reconstructions).
         metrics: per metric, mean and worst case over all of the round's images.
         recognised_fraction: fraction of images the oracle recognised (None without an oracle).
-        label_accuracy: fraction of true labels the attack recovered.
+        label_accuracy: fraction of true labels the attack recovered (None when they were given).
         fid: the round's FID, with its sample size and feature dimension (None if not scored).
         unavailable: metrics that could not be scored, with the reason (what file to provide).
         defenses: per defense name, its parameters, as the protocol declared them.
         clients: the per-client breakdown.
         corrupt: inputs of this round that are missing or differ from manifest.json, one message
             each naming the path; they contribute no score.
+        threat_model: what the attacker was given beyond the server's view (e.g. the labels).
     """
 
     round: int
@@ -138,6 +151,13 @@ class RoundAudit:
     defenses: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     clients: tuple[ClientAudit, ...] = ()
     corrupt: tuple[str, ...] = ()
+    threat_model: ThreatModel = ThreatModel()
+
+    def leakiest(self, max_images: int = 8) -> list[tuple[int, LeakyPair]]:
+        """The round's best-reconstructed pairs over all its clients, as (client, pair), highest PSNR first."""
+        pairs = [(c.client, p) for c in self.clients for p in c.leakiest]
+        pairs.sort(key=lambda item: -item[1].psnr if not math.isnan(item[1].psnr) else math.inf)
+        return pairs[:max_images]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,11 +167,11 @@ class RoundAudit:
             "recognised_fraction": self.recognised_fraction, "label_accuracy": self.label_accuracy,
             "fid": self.fid.to_dict() if self.fid else None, "unavailable": dict(self.unavailable),
             "defenses": {k: dict(v) for k, v in self.defenses.items()}, "clients": [c.to_dict() for c in self.clients],
-            "corrupt": list(self.corrupt),
+            "corrupt": list(self.corrupt), "threat_model": self.threat_model.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RoundAudit":
+    def from_dict(cls, data: Mapping[str, Any]) -> RoundAudit:
         fid = data.get("fid")
         return cls(
             round=int(data["round"]), attack=str(data["attack"]), accuracy=data.get("accuracy"), loss=data.get("loss"),
@@ -162,65 +182,67 @@ class RoundAudit:
             defenses={k: dict(v) for k, v in data.get("defenses", {}).items()},
             clients=tuple(ClientAudit.from_dict(c) for c in data.get("clients", [])),
             corrupt=tuple(str(c) for c in data.get("corrupt", [])),
+            threat_model=ThreatModel.from_dict(data.get("threat_model")),
         )
 
 
-# --- discovery -------------------------------------------------------------------------------
-def reconstruction_keys(store: RunStore, *, attacks: Sequence[str] | None = None) -> list[tuple[str, CaptureKey]]:
-    """Every (attack, capture) with a reconstruction file, sorted by attack, round, client."""
-    found = []
-    for path in (store.root / "attacks").glob(f"*/round_*/client_*/{RECONSTRUCTION_FILE}"):
-        client_dir = path.parent
-        attack = client_dir.parent.parent.name
-        if attacks is not None and attack not in attacks:
-            continue
-        try:
-            key = CaptureKey(int(client_dir.parent.name.split("_")[1]), int(client_dir.name.split("_")[1]))
-        except (IndexError, ValueError):
-            continue
-        found.append((attack, key))
-    return sorted(found, key=lambda item: (item[0], item[1].round, item[1].client))
+@dataclass(frozen=True)
+class ScoredUpdate:
+    """One update's scores, before they are aggregated into its client's and its round's audits.
+
+    Args:
+        key: the update.
+        truth: the client's true batch.
+        values: per metric, (M,) values of the M matched pairs (in batch order).
+        recognised: (M,) the oracle's judgement, or None without an oracle.
+        perm: (B,) for each original, the matched reconstruction's index, -1 where none.
+        labels: (N,) the labels the attack used, or None.
+        defenses: the defenses the protocol declared.
+        threat_model: what the attacker was given.
+        originals: (M, C, H, W) the matched originals; `reconstructions` the same for their matches.
+    """
+
+    key: CaptureKey
+    truth: GroundTruth
+    values: Mapping[str, torch.Tensor]
+    recognised: torch.Tensor | None
+    perm: torch.Tensor
+    labels: torch.Tensor | None
+    defenses: Mapping[str, Mapping[str, float]]
+    threat_model: ThreatModel
+    originals: torch.Tensor
+    reconstructions: torch.Tensor
+
+    @property
+    def label_accuracy(self) -> float | None:
+        return None if self.threat_model.known_labels else label_recovery(self.truth.labels, self.labels)
 
 
-def corrupt_captures(store: RunStore, keys: Sequence[tuple[str, CaptureKey]]) -> defaultdict[tuple[str, int], list[str]]:
+# --- reading what the stages wrote -------------------------------------------------------------
+def corrupt_captures(store: RunStore, attacked: set[CaptureKey], attacks: Sequence[str]) -> defaultdict[tuple[str, int], list[str]]:
     """(attack, round) -> messages, for captures that no attack could reconstruct because they are
     missing or altered: every attack of the run reports them in that round."""
-    attacked = {key for _, key in keys}
     corrupt: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
-    for key in store.capture_keys():
+    captures = store.captures
+    for key in captures.capture_keys():
         if key in attacked:
             continue
         try:
-            store.verified(store.capture_path(key))
-            store.verified(store.capture_path(key).with_suffix(".json"))
+            captures.check(key)
         except CaptureCorruptError as err:
-            for attack in _attack_names(store, keys):
+            for attack in attacks:
                 corrupt[(attack, key.round)].append(str(err))
     return corrupt
 
 
-def _attack_names(store: RunStore, keys: Sequence[tuple[str, CaptureKey]]) -> list[str]:
-    folders = [path.name for path in (store.root / "attacks").iterdir() if path.is_dir()] if (store.root / "attacks").is_dir() else []
-    return sorted({attack for attack, _ in keys} | set(folders))
-
-
-def read_reconstruction(store: RunStore, attack: str, key: CaptureKey) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-    """(images, labels or None, record.json contents or {}) of one reconstruction."""
-    folder = store.attack_dir(attack, key)
-    tensors = load_tensors(store.verified(folder / RECONSTRUCTION_FILE))
-    if "images" not in tensors:
-        raise CaptureCorruptError(f"{folder / RECONSTRUCTION_FILE}: no 'images' tensor; re-run `flaudit attack`")
-    record = read_json(store.verified(folder / RECORD_FILE))
-    return tensors["images"].to(torch.float32).clamp(0, 1), tensors.get("labels"), record
-
-
 def read_defenses(store: RunStore, key: CaptureKey, record: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """The defenses the protocol declared for this capture (its JSON's metadata), else the attack record's."""
-    info = store.capture_path(key).with_suffix(".json")
-    recorded = info.relative_to(store.root).as_posix() in store.manifest_files()
+    captures = store.captures
+    info = captures.info_path(key)
+    recorded = captures.relative(info) in captures.manifest_files()
     # A run whose captures were never recorded (reconstructions imported from elsewhere) falls
     # back on the attack record; a capture the manifest lists is read, and verified.
-    raw: Any = store.read_capture_info(key).get("meta", {}).get("defenses") if recorded or info.exists() else None
+    raw: Any = captures.read_capture_info(key).get("meta", {}).get("defenses") if recorded or info.exists() else None
     if raw is None and record:
         raw = record.get("defenses")
     if isinstance(raw, Mapping):
@@ -234,6 +256,11 @@ def read_round_history(store: RunStore) -> dict[int, dict[str, Any]]:
         return {}
     history = store.read_history()
     return {int(entry["round"]): dict(entry) for entry in history.get("rounds", []) if "round" in entry}
+
+
+def threat_model_of(record: Mapping[str, Any]) -> ThreatModel:
+    """The threat model an attack record states (records before it was recorded say `known_labels`)."""
+    return ThreatModel.from_dict(record.get("threat_model") or {"known_labels": record.get("known_labels", False)})
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -255,16 +282,6 @@ def build_metrics(
     return built, unavailable
 
 
-def summarise(values: torch.Tensor, *, higher_is_leakier: bool) -> MetricSummary:
-    """Mean and worst case (most leaky image) of the finite values; +inf PSNR counts as the worst case."""
-    values = values.to(torch.float64).flatten()
-    not_nan = values[~torch.isnan(values)]
-    if not_nan.numel() == 0:
-        return MetricSummary(None, None, 0, higher_is_leakier)
-    worst = float(not_nan.max() if higher_is_leakier else not_nan.min())
-    return MetricSummary(float(not_nan.mean()), worst, int(not_nan.numel()), higher_is_leakier)
-
-
 def label_recovery(true_labels: torch.Tensor, recovered: torch.Tensor | None, *, num_classes: int | None = None) -> float | None:
     """Fraction of the true labels recovered, counted as multisets (order-free, as label attacks are)."""
     if recovered is None or true_labels.numel() == 0:
@@ -275,6 +292,116 @@ def label_recovery(true_labels: torch.Tensor, recovered: torch.Tensor | None, *,
     overlap = torch.minimum(torch.bincount(true_labels.to(torch.int64), minlength=size),
                             torch.bincount(recovered.to(torch.int64).cpu(), minlength=size)).sum()
     return float(overlap) / true_labels.numel()
+
+
+def score_update(
+    truth: GroundTruth,
+    reconstruction: StoredReconstruction,
+    *,
+    metrics: Mapping[str, ImageMetric],
+    oracle: Oracle | None,
+    device: torch.device,
+    align_cost: str,
+    defenses: Mapping[str, Mapping[str, float]],
+) -> ScoredUpdate:
+    """Match one update's reconstructions to its originals and score every matched pair."""
+    rec_images = reconstruction.images
+    if rec_images.shape[1:] != truth.images.shape[1:]:
+        raise CaptureCorruptError(
+            f"reconstruction of round {truth.round} client {truth.client}: shape {tuple(rec_images.shape[1:])} differs from "
+            f"the ground truth's {tuple(truth.images.shape[1:])}; re-run `flaudit attack`"
+        )
+    originals = truth.images.to(torch.float32).clamp(0, 1)
+    aligned, perm = AF.align(originals, rec_images, cost=align_cost)
+    matched = perm >= 0
+    ori = originals[matched]
+    values = {name: metric.fn(ori.to(device), aligned.to(device)).detach().to(torch.float64).cpu() for name, metric in metrics.items()}
+    recognised = (
+        oracle.recognised(aligned, truth.labels[matched], originals01=ori, keys=truth.indices[matched]).cpu()
+        if oracle is not None else None
+    )
+    labels = reconstruction.labels
+    return ScoredUpdate(
+        key=reconstruction.key, truth=truth, values=values, recognised=recognised, perm=perm,
+        labels=labels if labels is not None and labels.numel() == rec_images.shape[0] else None,
+        defenses=defenses, threat_model=threat_model_of(reconstruction.record), originals=ori, reconstructions=aligned,
+    )
+
+
+def image_records(attack: str, scored: ScoredUpdate, unavailable: Sequence[str]) -> list[dict[str, Any]]:
+    """metrics.jsonl's records of one update: one per matched image."""
+    truth, perm = scored.truth, scored.perm
+    positions = torch.nonzero(perm >= 0).flatten().tolist()
+    recovered = scored.labels[perm[perm >= 0]] if scored.labels is not None else None
+    return [{
+        "round": truth.round, "client": truth.client, "attack": attack, "defenses": scored.defenses,
+        "position": position, "index": int(truth.indices[position]), "label": int(truth.labels[position]),
+        "recovered_label": int(recovered[row]) if recovered is not None else None,
+        "reconstruction_index": int(perm[position]),
+        "metrics": {name: _finite_or_none(values[row]) for name, values in scored.values.items()},
+        "unavailable": sorted(unavailable),
+        "recognised": bool(scored.recognised[row]) if scored.recognised is not None else None,
+    } for row, position in enumerate(positions)]
+
+
+def client_audit(scored: ScoredUpdate, metrics: Mapping[str, ImageMetric]) -> ClientAudit:
+    """One client's summary, with its leakiest pairs by PSNR (computed here, once)."""
+    recognised = scored.recognised
+    positions = torch.nonzero(scored.perm >= 0).flatten()
+    psnrs = scored.values["psnr"] if "psnr" in scored.values else AF.psnr(scored.reconstructions, scored.originals).to(torch.float64)
+    order = torch.argsort(torch.nan_to_num(psnrs, nan=-math.inf), descending=True, stable=True)[:LEAKIEST_PER_CLIENT]
+    leakiest = tuple(
+        LeakyPair(int(positions[row]), int(scored.truth.labels[positions[row]]), float(psnrs[row])) for row in order.tolist()
+    )
+    return ClientAudit(
+        client=scored.key.client, num_images=int(scored.truth.images.shape[0]), num_reconstructed=int((scored.perm >= 0).sum()),
+        metrics={n: summarise(v, higher_is_leakier=metrics[n].higher_is_leakier) for n, v in scored.values.items()},
+        recognised_fraction=float(recognised.float().mean()) if recognised is not None and recognised.numel() else None,
+        label_accuracy=scored.label_accuracy, matches=tuple(scored.perm.tolist()), leakiest=leakiest,
+    )
+
+
+def round_audit(
+    attack: str,
+    rnd: int,
+    parts: Sequence[ScoredUpdate],
+    *,
+    metrics: Mapping[str, ImageMetric],
+    inception: Any,
+    unavailable: Mapping[str, str],
+    history: Mapping[int, Mapping[str, Any]],
+    corrupt: Sequence[str],
+) -> RoundAudit:
+    """The round's audit from its scored updates (none when every update was corrupt)."""
+    entry = history.get(rnd, {})
+    base = dict(round=rnd, attack=attack, accuracy=_opt_float(entry.get("accuracy")), loss=_opt_float(entry.get("loss")),
+                corrupt=tuple(corrupt))
+    if not parts:
+        return RoundAudit(**base, num_clients=0, num_images=0, metrics={}, recognised_fraction=None, label_accuracy=None,
+                          fid=None, unavailable=dict(unavailable))
+    clients = tuple(client_audit(p, metrics) for p in parts)
+    recognised = [p.recognised for p in parts if p.recognised is not None]
+    recognised_all = torch.cat(recognised) if recognised else None
+    threat = parts[0].threat_model
+    label_acc = None
+    if not threat.known_labels and all(p.labels is not None for p in parts):
+        label_acc = label_recovery(torch.cat([p.truth.labels for p in parts]),
+                                   torch.cat([p.labels.to(torch.int64).cpu() for p in parts]))  # type: ignore[union-attr]
+    round_unavailable = dict(unavailable)
+    fid_result = None
+    if inception is not None:
+        ori_all = torch.cat([p.originals for p in parts])
+        if ori_all.shape[0] >= 2:
+            fid_result = AF.fid(ori_all, torch.cat([p.reconstructions for p in parts]), model=inception)
+        else:
+            round_unavailable["fid"] = f"fid needs at least 2 images in a round, round {rnd} has {ori_all.shape[0]}"
+    return RoundAudit(
+        **base, num_clients=len(parts), num_images=int(sum(c.num_reconstructed for c in clients)),
+        metrics={n: summarise(torch.cat([p.values[n] for p in parts]), higher_is_leakier=metrics[n].higher_is_leakier) for n in metrics},
+        recognised_fraction=float(recognised_all.float().mean()) if recognised_all is not None and recognised_all.numel() else None,
+        label_accuracy=label_acc, fid=fid_result, unavailable=round_unavailable,
+        defenses=parts[0].defenses, clients=clients, threat_model=threat,
+    )
 
 
 def score_run(
@@ -290,10 +417,11 @@ def score_run(
     download: bool = True,
     write: bool = True,
 ) -> list[RoundAudit]:
-    """Score every reconstruction of a run directory and write metrics.jsonl and rounds.jsonl.
+    """The score stage: score every reconstruction of a run against the vault; write metrics.jsonl,
+    rounds.jsonl and the PNG pairs.
 
     Args:
-        store: the run directory.
+        store: the run directory (its reconstructions and its vault are read, verified).
         metrics: names from `audit.metrics.known_metrics()` ("mse", "psnr", "ssim", "lpips", "fid").
         oracle: the machine annotator; without it, recognition is not scored (None in the records).
         device: "auto"/None (cuda when present), "cpu", "cuda".
@@ -304,18 +432,19 @@ def score_run(
         align_cost: the matching cost ("mse" or "neg_ssim").
         fid_dims: Inception feature dimension for FID (64, 192, 768 or 2048).
         download: let LPIPS/FID download missing weights (they are unavailable otherwise).
-        write: write metrics.jsonl and rounds.jsonl into the run directory.
+        write: write metrics.jsonl, rounds.jsonl and the PNG pairs into the run directory.
 
     Returns:
-        One `RoundAudit` per (attack, round), sorted by attack then round.
+        One `RoundAudit` per (attack, round), sorted by attack then round. An update whose
+        capture, ground truth or reconstruction is missing or altered is in its round's
+        `corrupt`, by path, and contributes no score.
     """
     dev = resolve_device(device)
     built, unavailable = build_metrics(metrics, device=dev, download=download)
     for name, extra in (extra_metrics or {}).items():
         built[name] = as_image_metric(name, extra)
     inception = None
-    want_fid = "fid" in metrics
-    if want_fid:
+    if "fid" in metrics:
         try:
             inception = AF.load_inception(dims=fid_dims, device=dev, download=download)
         except WeightsUnavailableError as err:
@@ -323,99 +452,39 @@ def score_run(
     if oracle is not None:
         oracle.to(dev)
     history = read_round_history(store)
+    vault = store.vault
+    names = attack_names(store, attacks)
+    stores = {attack: store.reconstructions(attack) for attack in names}
+    keys = [(attack, key) for attack in names for key in stores[attack].keys()]
+    corrupt = corrupt_captures(store, {key for _, key in keys}, names)
 
-    image_records: list[dict[str, Any]] = []
-    per_round: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    keys = reconstruction_keys(store, attacks=attacks)
-    corrupt = corrupt_captures(store, keys)
+    records: list[dict[str, Any]] = []
+    per_round: dict[tuple[str, int], list[ScoredUpdate]] = defaultdict(list)
+    pairs: list[tuple[ReconstructionStore, ScoredUpdate]] = []
     for attack, key in progress(keys, desc="scoring", unit="capture"):
         try:
-            truth = store.read_ground_truth(key)
-            rec_images, rec_labels, record = read_reconstruction(store, attack, key)
-            defenses = read_defenses(store, key, record)
-            if rec_images.shape[1:] != truth.images.shape[1:]:
-                raise CaptureCorruptError(
-                    f"{store.attack_dir(attack, key)}: reconstruction shape {tuple(rec_images.shape[1:])} differs from the "
-                    f"ground truth's {tuple(truth.images.shape[1:])}; re-run `flaudit attack`"
-                )
+            truth = vault.read(key)
+            reconstruction = stores[attack].read(key)
+            defenses = read_defenses(store, key, reconstruction.record)
+            scored = score_update(truth, reconstruction, metrics=built, oracle=oracle, device=dev, align_cost=align_cost,
+                                  defenses=defenses)
         except CaptureCorruptError as err:  # reported by path; contributes no score
             corrupt[(attack, key.round)].append(str(err))
             continue
-        originals = truth.images.to(torch.float32).clamp(0, 1)
-        aligned, perm = AF.align(originals, rec_images, cost=align_cost)
-        matched = perm >= 0
-        ori = originals[matched]
-        labels = truth.labels[matched]
-        values = {name: metric.fn(ori.to(dev), aligned.to(dev)).detach().to(torch.float64).cpu() for name, metric in built.items()}
-        recognised = (
-            oracle.recognised(aligned, labels, originals01=ori, keys=truth.indices[matched]).cpu() if oracle is not None else None
-        )
-        recovered = rec_labels[perm[matched]] if rec_labels is not None and rec_labels.numel() == rec_images.shape[0] else None
-        positions = torch.nonzero(matched).flatten().tolist()
-        for row, position in enumerate(positions):
-            image_records.append({
-                "round": key.round, "client": key.client, "attack": attack, "defenses": defenses,
-                "position": position, "index": int(truth.indices[position]), "label": int(truth.labels[position]),
-                "recovered_label": int(recovered[row]) if recovered is not None else None,
-                "reconstruction_index": int(perm[position]),
-                "metrics": {name: _finite_or_none(values[name][row]) for name in values},
-                "unavailable": sorted(unavailable),
-                "recognised": bool(recognised[row]) if recognised is not None else None,
-            })
-        per_round[(attack, key.round)].append({
-            "key": key, "values": values, "recognised": recognised, "perm": perm, "num_images": originals.shape[0],
-            "labels_acc": label_recovery(truth.labels, rec_labels),
-            "true_labels": truth.labels, "rec_labels": rec_labels, "defenses": defenses,
-            "ori": ori, "rec": aligned,
-        })
+        records += image_records(attack, scored, list(unavailable))
+        per_round[(attack, key.round)].append(scored)
+        pairs.append((stores[attack], scored))
 
-    audits: list[RoundAudit] = []
-    for attack, rnd in sorted(set(per_round) | set(corrupt)):
-        parts = per_round.get((attack, rnd), [])
-        if not parts:
-            entry = history.get(rnd, {})
-            audits.append(RoundAudit(
-                round=rnd, attack=attack, accuracy=_opt_float(entry.get("accuracy")), loss=_opt_float(entry.get("loss")),
-                num_clients=0, num_images=0, metrics={}, recognised_fraction=None, label_accuracy=None, fid=None,
-                unavailable=dict(unavailable), corrupt=tuple(corrupt[(attack, rnd)]),
-            ))
-            continue
-        clients = []
-        for part in parts:
-            rec_frac = float(part["recognised"].float().mean()) if part["recognised"] is not None and part["recognised"].numel() else None
-            clients.append(ClientAudit(
-                client=part["key"].client, num_images=part["num_images"], num_reconstructed=int((part["perm"] >= 0).sum()),
-                metrics={n: summarise(v, higher_is_leakier=built[n].higher_is_leakier) for n, v in part["values"].items()},
-                recognised_fraction=rec_frac, label_accuracy=part["labels_acc"], matches=tuple(part["perm"].tolist()),
-            ))
-        values_all = {n: torch.cat([p["values"][n] for p in parts]) for n in built}
-        recog = [p["recognised"] for p in parts if p["recognised"] is not None]
-        recog_all = torch.cat(recog) if recog else None
-        true_all = torch.cat([p["true_labels"] for p in parts])
-        label_acc = None
-        if all(p["rec_labels"] is not None for p in parts):
-            label_acc = label_recovery(true_all, torch.cat([p["rec_labels"].to(torch.int64).cpu() for p in parts]))
-        round_unavailable = dict(unavailable)
-        fid_result = None
-        if inception is not None:
-            ori_all = torch.cat([p["ori"] for p in parts])
-            rec_all = torch.cat([p["rec"] for p in parts])
-            if ori_all.shape[0] >= 2:
-                fid_result = AF.fid(ori_all, rec_all, model=inception)
-            else:
-                round_unavailable["fid"] = f"fid needs at least 2 images in a round, round {rnd} has {ori_all.shape[0]}"
-        entry = history.get(rnd, {})
-        audits.append(RoundAudit(
-            round=rnd, attack=attack, accuracy=_opt_float(entry.get("accuracy")), loss=_opt_float(entry.get("loss")),
-            num_clients=len(parts), num_images=int(sum(c.num_reconstructed for c in clients)),
-            metrics={n: summarise(v, higher_is_leakier=built[n].higher_is_leakier) for n, v in values_all.items()},
-            recognised_fraction=float(recog_all.float().mean()) if recog_all is not None and recog_all.numel() else None,
-            label_accuracy=label_acc, fid=fid_result, unavailable=round_unavailable,
-            defenses=parts[0]["defenses"], clients=tuple(clients), corrupt=tuple(corrupt.get((attack, rnd), ())),
-        ))
-
+    audits = [
+        round_audit(attack, rnd, per_round.get((attack, rnd), []), metrics=built, inception=inception,
+                    unavailable=unavailable, history=history, corrupt=corrupt.get((attack, rnd), ()))
+        for attack, rnd in sorted(set(per_round) | set(corrupt))
+    ]
     if write:
-        write_jsonl(store.root / METRICS_FILE, image_records)
+        for reconstructions, scored in pairs:
+            write_pairs(reconstructions, scored.key, scored.truth.images, scored.truth.labels,
+                        scored.reconstructions, scored.perm)
+        write_jsonl(store.root / METRICS_FILE, records)
         write_jsonl(store.root / ROUNDS_FILE, [a.to_dict() for a in audits])
     return audits
 
@@ -440,16 +509,6 @@ def read_image_records(store: RunStore) -> list[dict[str, Any]]:
     if not path.exists():
         raise CaptureCorruptError(f"{path}: missing; score the run first (`flaudit audit {store.root}`)")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def aligned_pair(store: RunStore, audit: RoundAudit, client: ClientAudit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(originals, reconstructions, labels) of one client's matched images, as the scorer paired them."""
-    key = CaptureKey(audit.round, client.client)
-    truth = store.read_ground_truth(key)
-    rec, _, _ = read_reconstruction(store, audit.attack, key)
-    perm = torch.tensor(client.matches, dtype=torch.int64)
-    matched = perm >= 0
-    return truth.images[matched].to(torch.float32).clamp(0, 1), rec[perm[matched]], truth.labels[matched]
 
 
 def _finite_or_none(value: torch.Tensor) -> float | None:

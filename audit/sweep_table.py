@@ -16,6 +16,7 @@ from pathlib import Path
 
 from audit.report import format_value
 from audit.scorer import read_round_audits, read_round_history
+from audit.summary import combine
 from fl_sim.run_store import RunStore
 from flaudit.io import atomic_write_bytes, atomic_write_text
 
@@ -67,15 +68,13 @@ def sweep_point(
     worst: dict[str, float] = {}
     direction: dict[str, bool] = {}
     for metric in sorted({m for a in audits for m in a.metrics}):
-        summaries = [a.metrics[metric] for a in audits if metric in a.metrics and a.metrics[metric].mean is not None]
-        if not summaries:
+        summary = combine(a.metrics[metric] for a in audits if metric in a.metrics)
+        if summary is None:
             continue
-        higher = summaries[0].higher_is_leakier
-        direction[metric] = higher
-        leakage[metric] = sum(s.mean for s in summaries) / len(summaries)  # type: ignore[misc]
-        worsts = [s.worst for s in summaries if s.worst is not None]
-        if worsts:
-            worst[metric] = max(worsts) if higher else min(worsts)
+        direction[metric] = summary.higher_is_leakier
+        leakage[metric] = summary.mean  # type: ignore[assignment]
+        if summary.worst is not None:
+            worst[metric] = summary.worst
     recognised = [a.recognised_fraction for a in audits if a.recognised_fraction is not None]
     return SweepPoint(
         name=name, defense=defense, param=param, value=value, final_accuracy=final_accuracy, leakage=leakage, worst=worst,

@@ -6,13 +6,14 @@ Layout (one event file under RUN_DIR/tb/, so `tensorboard --logdir runs/` lists 
 - `leakage/<attack>/<metric>/mean` and `leakage/<attack>/<metric>/worst`: step = round; worst is
   the best-reconstructed image.
 - `leakage/<attack>/recognised`: the oracle's recognised fraction; `leakage/<attack>/labels`:
-  labels recovered; `leakage/<attack>/fid`: the round's FID (its n and dims in the text summary).
+  labels recovered (not logged when the threat model gave the labels); `leakage/<attack>/fid`: the round's FID (its n and dims in the text summary).
 - images `reconstructions/<attack>`: per round, the leakiest originals (top) over their
   reconstructions (bottom).
-- HParams: the defense parameters (`defense/<name>/<param>`) plus any given hyperparameters,
+- HParams: the defense parameters (`defense/<name>/<param>`), the threat model
+  (`threat/<attack>/known_labels`) plus any given hyperparameters,
   against the final accuracy and final-round leakage, so runs of a sweep compare in the
   HParams view.
-- text `summary`: the per-round markdown table of the report.
+- text `summary`: the threat model and the per-round markdown table of the report.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from audit.report import leakiest_pairs, pair_grid, round_table
+from audit.report import leakiest_pairs, pair_grid, round_table, threat_model_line
 from audit.scorer import RoundAudit, read_round_history
 from fl_sim.run_store import RunStore
 
@@ -44,6 +45,11 @@ def defense_hparams(audits: Sequence[RoundAudit]) -> dict[str, HParamValue]:
         for key, value in params.items():
             out[f"defense/{name}/{key}"] = float(value)
     return out
+
+
+def threat_hparams(audits: Sequence[RoundAudit]) -> dict[str, HParamValue]:
+    """`threat/<attack>/known_labels`: the threat model of each attack, so the HParams view separates them."""
+    return {f"threat/{a.attack}/known_labels": a.threat_model.known_labels for a in audits if a.num_clients}
 
 
 def write_tensorboard(
@@ -95,7 +101,7 @@ def write_tensorboard(
                 writer.add_image(f"reconstructions/{a.attack}", pair_grid(ori, rec), a.round)
 
         # HParams: one session for this run, its metrics the tags logged above (final values).
-        params = {**defense_hparams(audits), **dict(hparams or {})}
+        params = {**defense_hparams(audits), **threat_hparams(audits), **dict(hparams or {})}
         metric_tags: dict[str, float] = {}
         if history:
             final = history[max(history)]
@@ -118,7 +124,7 @@ def write_tensorboard(
 
 
 def summary_text(store: RunStore, audits: Sequence[RoundAudit]) -> str:
-    parts = [f"**Run** `{store.root.name}`", ""]
+    parts = [f"**Run** `{store.root.name}`", "", threat_model_line(audits), ""]
     for attack in sorted({a.attack for a in audits}):
         parts += [f"**Attack** {attack}", "", round_table([a for a in audits if a.attack == attack]), ""]
     corrupt = [f"- round {a.round} ({a.attack}): {message}" for a in audits for message in a.corrupt]

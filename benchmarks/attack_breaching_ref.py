@@ -25,7 +25,7 @@ os.environ.setdefault("FLAUDIT_QUIET", "1")
 from attack_common import meta_for, photo, psnr  # noqa: E402
 
 from attacks.simulate import fedsgd_view  # noqa: E402
-from fl_sim.models import ModelSpec, build_model  # noqa: E402
+from flaudit.models import ModelSpec, build_model  # noqa: E402
 
 
 def breaching_ig(model, view, label, *, iterations: int, tv: float, seed: int):

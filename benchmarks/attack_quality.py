@@ -36,7 +36,7 @@ from attacks import create_attack  # noqa: E402
 from attacks.functional import last_layer_gradient  # noqa: E402
 from attacks.labels import batch_labels, multiset_accuracy, recover_labels  # noqa: E402
 from attacks.simulate import fedsgd_view, normalize  # noqa: E402
-from fl_sim.models import ModelSpec, build_model  # noqa: E402
+from flaudit.models import ModelSpec, build_model  # noqa: E402
 
 LENET = ModelSpec("lenet", 10, 3, 32)
 DLG_PHOTOS = ("astronaut", "chelsea")

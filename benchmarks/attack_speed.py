@@ -42,7 +42,7 @@ from attack_common import PHOTOS, meta_for, photo  # noqa: E402
 from attacks import create_attack  # noqa: E402
 from attacks.objectives import total_variation  # noqa: E402
 from attacks.simulate import fedsgd_view  # noqa: E402
-from fl_sim.models import ModelSpec, build_model  # noqa: E402
+from flaudit.models import ModelSpec, build_model  # noqa: E402
 
 TV = 0.2
 

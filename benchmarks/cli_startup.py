@@ -34,7 +34,7 @@ def median_seconds(argv: list[str], runs: int = 10) -> float:
 
 def main() -> None:
     script = shutil.which("flaudit")
-    base = [script] if script else [sys.executable, "-m", "audit.cli"]
+    base = [script] if script else [sys.executable, "-m", "pipeline.cli"]
     for name, args in COMMANDS.items():
         print(f"{name}_s: {median_seconds(base + args):.3f}")
 

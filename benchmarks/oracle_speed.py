@@ -1,4 +1,4 @@
-"""Seconds to train the machine annotator (audit.oracle) on digits, and to load it back from its cache.
+"""Seconds to train the machine annotator (semsim.oracle) on digits, and to load it back from its cache.
 
 These figures used to be test assertions (training < 20 s, cache load < 2 s); wall time depends
 on the machine and its load, so they are measured here instead and the tests check behaviour only.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from audit.oracle import train_oracle
+from semsim.oracle import train_oracle
 from fl_sim.data import load_dataset
 from fl_sim.scenario import DataConfig
 from flaudit.progress import set_quiet

@@ -34,7 +34,7 @@ while time.time() < end:
 
 def quickstart(run_dir: Path, extra: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "audit.cli", "-q", *extra, "run", "scenarios/quickstart.yaml", "--run-dir", str(run_dir)],
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "-q", *extra, "run", "scenarios/quickstart.yaml", "--run-dir", str(run_dir)],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 

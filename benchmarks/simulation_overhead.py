@@ -22,11 +22,12 @@ os.environ.setdefault("FLAUDIT_QUIET", "1")
 
 from defenses import apply_defenses  # noqa: E402
 from fl_sim.job import AppSettings, load_job  # noqa: E402
-from fl_sim.models import build_model  # noqa: E402
+from flaudit.models import build_model  # noqa: E402
 from fl_sim.run_store import RunStore  # noqa: E402
 from fl_sim.scenario import dump_scenario, parse_scenario  # noqa: E402
 from fl_sim.simulate import run_federation  # noqa: E402
-from fl_sim.training import batch_gradient, derive_seed, evaluate, normalize, sample_batch  # noqa: E402
+from fl_sim.training import batch_gradient, evaluate, normalize, sample_batch  # noqa: E402
+from flaudit.seeds import derive_seed  # noqa: E402
 
 SCENARIO = """
 name: overhead

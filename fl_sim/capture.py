@@ -96,5 +96,5 @@ class CapturingFedAvg(FedAvg):
             local_steps=int(meta["local-steps"]), learning_rate=float(meta["learning-rate"]),
         )
         key = CaptureKey(server_round, client)
-        self.job.store.write_view(key, spec=self.job.spec, global_state=self._sent, update=update, buffers=buffers, meta=shared)
+        self.job.store.captures.write_view(key, spec=self.job.spec, global_state=self._sent, update=update, buffers=buffers, meta=shared)
         self.captured.append(key)

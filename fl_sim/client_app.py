@@ -14,7 +14,7 @@ from flwr.clientapp import ClientApp
 from defenses.flower_mod import ARRAYS_KEY, META_KEY, DefenseMod
 from fl_sim.job import AppSettings, Job, load_job
 from flaudit.threads import use_threads
-from fl_sim.models import build_model
+from flaudit.models import build_model
 from fl_sim.run_store import GroundTruth
 from fl_sim.training import batch_gradient, derive_seed, local_train, normalize, sample_batch
 
@@ -48,7 +48,7 @@ def train_reply(msg: Message, context: Context, job: Job) -> Message:
 
     if scenario.capture.wants(server_round, partition_id):
         # The vault: the simulation records the truth for the audit; it never travels to the server.
-        job.store.write_ground_truth(
+        job.store.vault.write(
             GroundTruth(server_round, partition_id, images, labels, torch.as_tensor(used, dtype=torch.int64))
         )
     content = RecordDict(

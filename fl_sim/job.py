@@ -16,7 +16,7 @@ import numpy as np
 from attacks.base import SharedMetadata
 from flaudit.errors import ScenarioError
 from fl_sim.data import DatasetBundle, load_dataset, partition_indices
-from fl_sim.models import ModelSpec
+from flaudit.models import ModelSpec
 from fl_sim.run_store import RunStore
 from fl_sim.scenario import Scenario, load_scenario
 

@@ -44,7 +44,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-#: The classifiers `fl_sim.models.MODELS` builds, and the datasets `fl_sim.data` loads (besides
+#: The classifiers `flaudit.models.MODELS` builds, and the datasets `fl_sim.data` loads (besides
 #: `imagefolder:PATH`); named here so that checking a scenario needs no torch.
 MODEL_NAMES: tuple[str, ...] = ("convnet", "lenet", "resnet18", "resnet20", "resnet32")
 #: The classic metrics `audit.metrics` scores (FID per round, the others per image).

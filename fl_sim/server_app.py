@@ -21,7 +21,7 @@ from fl_sim.capture import CapturingFedAvg
 from defenses.flower_mod import META_KEY
 from fl_sim.client_app import PARTITION_KEY
 from fl_sim.job import AppSettings, Job, load_job
-from fl_sim.models import build_model
+from flaudit.models import build_model
 from fl_sim.training import derive_seed, evaluate
 
 

@@ -10,12 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fl_sim.data import DatasetBundle
-
-
-def derive_seed(seed: int, *parts: int | str) -> int:
-    """A 63-bit seed for one purpose (e.g. ("client", round, partition)), independent across purposes."""
-    words = [seed] + [p if isinstance(p, int) else int.from_bytes(p.encode(), "little") % (2**32) for p in parts]
-    return int(np.random.SeedSequence(words).generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1, 2**32], dtype=np.uint64)) & (2**63 - 1)
+from flaudit.seeds import derive_seed  # noqa: F401  (fl_sim's apps import it from here until they move)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -213,3 +213,26 @@ def write_scenario(tmp_path: Path):
         return path
 
     return write
+
+
+# --- sklearn digits and the machine annotator trained on them (audit and semsim tests) -------------
+@pytest.fixture(scope="session")
+def digits():  # type: ignore[no-untyped-def]
+    """(train_x, train_y, test_x, test_y): sklearn digits, 8x8 grayscale in [0, 1], 1,400 / 397 split."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(data.target, dtype=torch.int64)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[perm[:1400]], y[perm[:1400]], x[perm[1400:]], y[perm[1400:]]
+
+
+@pytest.fixture(scope="session")
+def digits_oracle(digits, tmp_path_factory):
+    from semsim.oracle import train_oracle
+
+    train_x, train_y, test_x, test_y = digits
+    path = tmp_path_factory.mktemp("oracle") / "oracle_digits.safetensors"
+    return train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=10, net_width=16)

@@ -4,7 +4,7 @@ from torch import nn
 
 from attacks import create_attack
 from attacks.simulate import fedsgd_view
-from fl_sim.models import ModelSpec, build_model
+from flaudit.models import ModelSpec, build_model
 from flaudit.errors import FlauditError
 
 from attack_cases import make_meta, psnr, smooth_images

@@ -6,7 +6,7 @@ import torch
 from attacks import create_attack
 from attacks.matching import MatchingProblem, ObjectiveTerms, batch_groups
 from attacks.simulate import fedsgd_view
-from fl_sim.models import ModelSpec, build_model
+from flaudit.models import ModelSpec, build_model
 from flaudit.errors import FlauditError
 
 from attack_cases import make_meta, smooth_images

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks import ATTACKS, ServerView, SharedMetadata, create_attack
-from fl_sim.models import ModelSpec, build_model
+from flaudit.models import ModelSpec, build_model
 
 
 def test_reconstruct_signature_takes_only_view_generator_labels() -> None:
@@ -49,3 +49,29 @@ def test_attack_on_hand_built_view(name: str) -> None:
     assert sorted(rec.labels.tolist()) == [1, 8]  # recovered from the gradient, not given
     assert not rec.labels_known
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # view's model untouched
+
+
+def test_the_attack_stage_loads_nothing_that_can_read_ground_truth() -> None:
+    """In a fresh interpreter, `attacks` and the attack stage (its stores and threat model included)
+    load no ground-truth reader, nothing of fl_sim, audit or the orchestration, and no Flower."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json, sys\n"
+        "import attacks, attacks.stage, attacks.store, attacks.threat\n"
+        "from attacks import *\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=300, check=True)
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    forbidden = ("fl_sim", "audit", "pipeline", "semsim", "flwr", "ray")
+    leaked = [m for m in loaded if m.split(".")[0] in forbidden]
+    assert leaked == [], f"the attack stage loaded {leaked}"
+    assert "attacks.stage" in loaded and "attacks.store" in loaded  # the check looked at the real stage
+    # Nothing loaded can open the vault: no module defines a ground-truth reader.
+    readers = [m for m in loaded if "vault" in m or "ground_truth" in m]
+    assert readers == []

@@ -2,7 +2,7 @@ import torch
 
 from attacks import create_attack
 from attacks.simulate import fedsgd_view
-from fl_sim.models import ModelSpec, build_model
+from flaudit.models import ModelSpec, build_model
 
 from attack_cases import make_meta, psnr, smooth_images
 

@@ -5,7 +5,7 @@ from attacks.functional import ClientModel, observed_target
 from attacks.matching import MatchingProblem, ObjectiveTerms
 from attacks.objectives import cosine_distance
 from attacks.simulate import fedavg_view, fedsgd_view, normalize
-from fl_sim.models import ModelSpec, build_model
+from flaudit.models import ModelSpec, build_model
 
 from attack_cases import make_meta, psnr, smooth_images
 

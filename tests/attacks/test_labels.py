@@ -3,7 +3,7 @@ import torch
 from attacks.functional import last_layer_gradient
 from attacks.labels import batch_labels, idlg_label, multiset_accuracy, recover_labels
 from attacks.simulate import fedsgd_view
-from fl_sim.models import ModelSpec, build_model
+from flaudit.models import ModelSpec, build_model
 
 from attack_cases import make_meta, smooth_images
 

@@ -32,7 +32,7 @@ def run_dir(digits, tmp_path_factory):
             start = (r * len(CLIENTS) + c) * BATCH
             images, labels = test_x[start : start + BATCH], test_y[start : start + BATCH]
             key = CaptureKey(r, c)
-            store.write_ground_truth(GroundTruth(r, c, images, labels, torch.arange(start, start + BATCH)))
+            store.vault.write(GroundTruth(r, c, images, labels, torch.arange(start, start + BATCH)))
             perm = torch.randperm(BATCH, generator=g)
             if r == 1:
                 rec = (images + 0.02 * torch.randn(images.shape, generator=g)).clamp(0, 1)
@@ -40,7 +40,7 @@ def run_dir(digits, tmp_path_factory):
                 rec = torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1)
             else:
                 rec = torch.rand(images.shape, generator=g)
-            folder = store.attack_dir("dlg", key)
+            folder = store.reconstructions("dlg").folder(key)
             save_tensors(folder / "reconstruction.safetensors", {"images": rec[perm], "labels": labels[perm]})
             atomic_write_json(folder / "record.json", {"attack": "dlg", "iterations": 10, "labels_known": False,
                                                        "defenses": [["gaussian", [["sigma", 0.01]]]]})
@@ -146,7 +146,7 @@ def test_privacy_utility_table_and_plot(run_dir, audits, tmp_path) -> None:
 
 
 def test_flaudit_audit_and_doctor_commands(run_dir, capsys) -> None:
-    from audit.cli import main
+    from pipeline.cli import main
 
     assert main(["-q", "audit", str(run_dir.root), "--metrics", "psnr,ssim,lpips", "--no-oracle", "--no-download"]) == 0
     audits = read_round_audits(run_dir)

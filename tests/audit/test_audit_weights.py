@@ -83,9 +83,9 @@ def _write_run(root: Path, digits, rounds: tuple[int, ...]) -> RunStore:  # type
     for rnd in rounds:
         images, labels = test_x[2 * rnd : 2 * rnd + 2], test_y[2 * rnd : 2 * rnd + 2]
         key = CaptureKey(rnd, 0)
-        store.write_ground_truth(GroundTruth(rnd, 0, images, labels, torch.arange(2)))
+        store.vault.write(GroundTruth(rnd, 0, images, labels, torch.arange(2)))
         rec = images.clone() if rnd == 1 else (images + 0.3 * torch.randn(images.shape, generator=g)).clamp(0, 1)
-        folder = store.attack_dir("dlg", key)
+        folder = store.reconstructions("dlg").folder(key)
         save_tensors(folder / "reconstruction.safetensors", {"images": rec.flip(0), "labels": labels.flip(0)})
         atomic_write_json(folder / "record.json", {"attack": "dlg", "iterations": 1, "labels_known": False, "defenses": []})
     store.seal(store.files())
@@ -153,7 +153,7 @@ def test_scorer_reports_lpips_when_the_backbone_is_present(weights_present, smal
 def test_scorer_reports_fid_when_the_inception_file_is_present(weights_present, noisy_round) -> None:
     """2048-dim pool features (the default), one round of two noisy reconstructions: a finite, positive FID."""
     model = load_inception(dims=2048, download=False)
-    feats = inception_features(noisy_round.read_ground_truth(CaptureKey(2, 0)).images, model=model)
+    feats = inception_features(noisy_round.vault.read(CaptureKey(2, 0)).images, model=model)
     assert feats.shape == (2, 2048) and float(feats.std(0).mean()) > 1e-3  # the stand-in's features vary
     audits = score_run(noisy_round, metrics=("mse", "fid"), device="cpu", download=False, write=False, fid_dims=2048)
     assert len(audits) == 1
@@ -166,7 +166,7 @@ def test_scorer_reports_fid_when_the_inception_file_is_present(weights_present, 
 
 def test_fid_at_64_dims_with_the_inception_file_present(weights_present, small_run) -> None:
     model = load_inception(dims=64, download=False)
-    x = small_run.read_ground_truth(CaptureKey(2, 0)).images
+    x = small_run.vault.read(CaptureKey(2, 0)).images
     # Checked before any covariance: the unpooled features would ask numpy for a 341,056² matrix.
     assert inception_features(x, model=model).shape == (2, 64)
     assert abs(fid(x, x, model=model).value) < 1e-6

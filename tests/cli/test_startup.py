@@ -14,7 +14,7 @@ HEAVY = ("torch", "flwr", "ray", "torchvision", "lpips", "opacus")
 
 PROBE = """
 import json, sys
-from audit.cli import main
+from pipeline.cli import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exit:
@@ -51,5 +51,5 @@ def test_validate_checks_attack_parameters_without_torch(tmp_path: Path) -> None
     result = _run("validate", str(bad))
     assert result["code"] == 2
     assert result["heavy"] == []
-    done = subprocess.run([sys.executable, "-m", "audit.cli", "validate", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert f"{bad}: attack: attack 'idlg': parameter 'iterations'" in done.stderr

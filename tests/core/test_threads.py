@@ -92,7 +92,7 @@ def test_a_client_needing_more_cpus_than_the_run_has_fails_before_ray(write_scen
 def test_threads_do_not_make_a_different_run(write_scenario, tmp_path: Path) -> None:
     import dataclasses
 
-    from audit.pipeline import _holds_same_scenario
+    from pipeline.runs import _holds_same_scenario
     from fl_sim.run_store import RunStore
     from fl_sim.scenario import dump_scenario, load_scenario
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from audit.cli import main
+from pipeline.cli import main
 from tests.conftest import SESSION_HUB_CHECKPOINTS
 
 pytestmark = pytest.mark.e2e

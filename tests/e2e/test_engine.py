@@ -22,10 +22,10 @@ def test_fedsgd_run_captures_every_selected_round_and_client(tmp_path, write_sce
     )
     history = run_federation(load_scenario(path), tmp_path / "run")
     store = RunStore(tmp_path / "run")
-    assert store.capture_keys() == [CaptureKey(2, c) for c in range(3)]
-    for key in store.capture_keys():
-        view = store.read_view(key)
-        truth = store.read_ground_truth(key)
+    assert store.captures.capture_keys() == [CaptureKey(2, c) for c in range(3)]
+    for key in store.captures.capture_keys():
+        view = store.captures.read_view(key)
+        truth = store.vault.read(key)
         assert view.meta.num_examples == 2 and truth.images.shape == (2, 1, 8, 8)
     assert [r["round"] for r in history["rounds"]] == [1, 2]
     # clip_noise is accounted each round: epsilon grows with the rounds.

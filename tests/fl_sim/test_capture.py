@@ -14,10 +14,11 @@ from defenses import apply_defenses
 from fl_sim.capture import CapturingFedAvg
 from fl_sim.client_app import build_client_app
 from fl_sim.job import AppSettings, load_job
-from fl_sim.models import build_model
+from flaudit.models import build_model
 from fl_sim.run_store import CaptureKey, RunStore
 from fl_sim.scenario import dump_scenario, load_scenario
-from fl_sim.training import batch_gradient, derive_seed, normalize, sample_batch
+from fl_sim.training import batch_gradient, normalize, sample_batch
+from flaudit.seeds import derive_seed
 
 SCENARIO = """
 name: capture-test
@@ -88,7 +89,7 @@ def test_captured_fedsgd_update_equals_the_clients_defended_gradient_bit_for_bit
     job.store.seal(job.store.files("captures", "ground_truth"))  # as the ServerApp does after its rounds
 
     for partition in (0, 2):
-        view = job.store.read_view(CaptureKey(1, partition))
+        view = job.store.captures.read_view(CaptureKey(1, partition))
         # Recompute the client's defended gradient independently.
         model = build_model(job.spec)
         model.load_state_dict(sent)
@@ -110,9 +111,9 @@ def test_captured_fedsgd_update_equals_the_clients_defended_gradient_bit_for_bit
             assert torch.equal(value, sent[name]), name
         assert view.meta.protocol == "fedsgd" and view.meta.batch_size == 4 and view.meta.num_examples == 4
         # The vault holds the true batch, separately.
-        truth = job.store.read_ground_truth(CaptureKey(1, partition))
+        truth = job.store.vault.read(CaptureKey(1, partition))
         assert torch.equal(truth.images, images) and torch.equal(truth.labels, labels)
-    assert not job.store.capture_path(CaptureKey(1, 1)).exists(), "client 1 is not in capture.clients"
+    assert not job.store.captures.capture_path(CaptureKey(1, 1)).exists(), "client 1 is not in capture.clients"
 
 
 def test_fedavg_capture_holds_new_weights_and_defends_the_weight_change(tmp_path, write_scenario):
@@ -124,7 +125,7 @@ def test_fedavg_capture_holds_new_weights_and_defends_the_weight_change(tmp_path
     strategy._sent = {k: v.clone() for k, v in sent.items()}
     arrays, _ = strategy.aggregate_train(1, replies)
     job.store.seal(job.store.files("captures", "ground_truth"))
-    view = job.store.read_view(CaptureKey(1, 0))
+    view = job.store.captures.read_view(CaptureKey(1, 0))
     assert view.meta.protocol == "fedavg" and view.meta.local_steps == 2
     # prune(0.5) acts on the weight change (returned - sent), not on the weights: exactly half of
     # each tensor's change is zero, i.e. those weights come back exactly as sent.

@@ -12,7 +12,7 @@ import torch
 
 from flaudit.errors import DatasetUnavailableError
 from fl_sim.data import dataset_availability, load_dataset, partition_indices
-from fl_sim.models import MODELS, LeNet, ModelSpec, build_model
+from flaudit.models import MODELS, LeNet, ModelSpec, build_model
 from fl_sim.scenario import DataConfig
 
 
@@ -110,3 +110,10 @@ def test_bn_switch():
     without = build_model(ModelSpec("resnet20", 10, 3, 32, bn=False))
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in with_bn.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in without.modules())
+
+
+def test_the_torch_free_model_names_are_the_models_built() -> None:
+    from flaudit.models import MODELS
+    from fl_sim.scenario import MODEL_NAMES
+
+    assert MODELS.names() == MODEL_NAMES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit.cli import main
+from pipeline.cli import main
 from flaudit.errors import ScenarioError
 from fl_sim.scenario import load_scenario, parse_scenario
 from tests.conftest import REPO

@@ -105,7 +105,7 @@ def test_rows_grouped_per_dataset_and_table(tmp_path: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     # The real `flaudit` parser: the top level holds options the sub-commands rely on (--threads).
-    from audit.cli import build_parser
+    from pipeline.cli import build_parser
 
     return build_parser()
 

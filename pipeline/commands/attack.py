@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flaudit.errors import FlauditError
-from audit.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option
 
 if TYPE_CHECKING:
     from fl_sim.run_store import RunStore
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "attack", help="attack the captured updates of a run",
         description="Reconstruct the clients' batches from the captured updates of RUN_DIR. Writes "
-        "attacks/ATTACK/round_RRR/client_CCC/ with {i}_{label}_rec.png next to {i}_{label}_ori.png and a record.json. "
+        "attacks/ATTACK/round_RRR/client_CCC/ with reconstruction.safetensors and a record.json (the audit adds the "
+        "{i}_{label}_ori.png / {i}_{label}_rec.png pairs). "
         "Finished updates are kept unless --force.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -67,16 +68,16 @@ def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
 
 
 def _attack(args: argparse.Namespace) -> int:
-    from audit.attack_step import attack_run
-    from audit.commands.options import scenario_threads
+    from pipeline.stages import attack_run
+    from pipeline.commands.options import scenario_threads
     from fl_sim.run_store import RunStore
     from flaudit.threads import configure_threads
 
     store = RunStore(args.run_dir)
-    if not store.capture_keys():
+    if not store.captures.capture_keys():
         raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")
     configure_threads(args.threads, scenario_threads(store))
-    outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force)
+    outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force).outcomes
     corrupt = [o for o in outcomes if o.corrupt]
     done = sum(not o.skipped and not o.corrupt for o in outcomes)
     kept = sum(o.skipped for o in outcomes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from audit.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    from audit.study import run_study
-    from audit.study_scenario import load_study
+    from pipeline.study import run_study
+    from pipeline.study_scenario import load_study
 
     from flaudit.threads import configure_threads
 

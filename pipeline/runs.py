@@ -85,10 +85,9 @@ def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verb
         run_federation(scenario, run_dir, verbose=verbose, threads=threads)
     corrupt: list[str] = []
     if scenario.attack is not None:
-        from audit.attack_step import attack_run
+        from pipeline.stages import attack_run
 
-        outcomes = attack_run(store, scenario.attack, device=device, force=force)
-        corrupt += [o.corrupt for o in outcomes if o.corrupt]
+        corrupt += attack_run(store, scenario.attack, device=device, force=force).corrupt
     if audit is not None:
         corrupt += [m for a in audit(store, scenario, device) for m in a.corrupt if m not in corrupt]
     return RunResult(store, tuple(corrupt))
@@ -145,7 +144,7 @@ def audit_run(
     dev = resolve_device(device)
     judge = None
     if oracle:
-        from audit.oracle import oracle_for_run
+        from pipeline.annotators import oracle_for_run
 
         try:
             judge = oracle_for_run(store, cache_dir=oracle_cache_dir, device=dev)

@@ -1,15 +1,20 @@
-"""The attack step: a round's clients inverted as one batch, results per client, resumable."""
+"""The attack stage: a round's clients inverted as one batch, results per client, resumable; the
+known-labels threat model given as an explicit object; corrupt inputs reported, never scored."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from attacks.base import SharedMetadata
 from attacks.simulate import fedsgd_view
-from audit.attack_step import attack_run, load_reconstruction
-from fl_sim.models import ModelSpec, build_model
+from attacks.stage import attack
+from pipeline.stages import attack_run
+from flaudit.models import ModelSpec, build_model
 from fl_sim.run_store import CaptureKey, GroundTruth, RunStore
 from fl_sim.scenario import AttackConfig
+from flaudit.errors import FlauditError
+from pipeline.stages import known_labels
 
 META = SharedMetadata("fedsgd", 1, 1, 1, 0.1, (1, 8, 8), 10, (0.5,), (0.5,))
 SPEC = ModelSpec("lenet", 10, 1, 8)
@@ -27,8 +32,8 @@ def _store(tmp_path) -> RunStore:
             labels = torch.tensor([3 * client + round_])
             view = fedsgd_view(model, images, labels, META, round=round_, client=client)
             key = CaptureKey(round_, client)
-            store.write_view(key, spec=SPEC, global_state=model.state_dict(), update=dict(view.update), buffers={}, meta=META)
-            store.write_ground_truth(GroundTruth(round_, client, images, labels, torch.tensor([client])))
+            store.captures.write_view(key, spec=SPEC, global_state=model.state_dict(), update=dict(view.update), buffers={}, meta=META)
+            store.vault.write(GroundTruth(round_, client, images, labels, torch.tensor([client])))
     store.seal(store.files())
     return store
 
@@ -37,20 +42,34 @@ def test_round_batched_equals_one_by_one_and_resumes(tmp_path) -> None:
     store = _store(tmp_path)
     # Few Adam steps: long L-BFGS runs amplify float rounding (nested vs single vmap) into visible differences.
     config = AttackConfig("inverting_gradients", {"iterations": 4, "restarts": 2, "tv": 1e-3})
-    batched = attack_run(store, config, device="cpu")
+    batched = attack(store.captures, config, device="cpu").outcomes
     assert [(o.key.round, o.key.client) for o in batched] == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert all(o.record["batched_with"] == [0, 1] for o in batched)
     assert [o.record["recovered_labels"] for o in batched] == [[1], [4], [2], [5]]
-    first = {o.key: load_reconstruction(o.directory)["images"] for o in batched}
+    results = store.reconstructions(config.name)
+    first = {o.key: results.read(o.key).images for o in batched}
+    # The attack writes its reconstruction and record only: pairing with the originals is scoring's.
+    assert all(sorted(p.name for p in o.directory.iterdir()) == ["reconstruction.safetensors", "record.json"] for o in batched)
 
-    again = attack_run(store, config, device="cpu")
+    again = attack(store.captures, config, device="cpu").outcomes
     assert all(o.skipped for o in again)
 
-    single = attack_run(store, AttackConfig(config.name, dict(config.params), clients_per_batch=1), device="cpu", force=True)
-    for outcome in single:
+    single = attack(store.captures, AttackConfig(config.name, dict(config.params), clients_per_batch=1), device="cpu", force=True)
+    for outcome in single.outcomes:
         assert outcome.record["batched_with"] == [outcome.key.client]
-        assert torch.allclose(load_reconstruction(outcome.directory)["images"], first[outcome.key], atol=1e-4)
-        assert (outcome.directory / f"0_{outcome.record['recovered_labels'][0]}_rec.png").exists()
+        assert torch.allclose(results.read(outcome.key).images, first[outcome.key], atol=1e-4)
+
+
+def test_known_labels_are_an_explicit_object_and_recorded(tmp_path) -> None:
+    store = _store(tmp_path)
+    config = AttackConfig("idlg", {"iterations": 2}, known_labels=True)
+    with pytest.raises(FlauditError, match="known_labels is true but no labels were given"):
+        attack(store.captures, config, device="cpu")
+    with pytest.raises(FlauditError, match="the threat model must say so"):
+        attack(store.captures, AttackConfig("idlg", {"iterations": 2}), known_labels(store, config), device="cpu")
+    run = attack_run(store, config, device="cpu")
+    assert [o.record["recovered_labels"] for o in run.outcomes] == [[1], [4], [2], [5]]  # the true labels, given
+    assert all(o.record["threat_model"] == {"known_labels": True} for o in run.outcomes)
 
 
 def _flip(path, offset: int = -3) -> None:
@@ -62,18 +81,18 @@ def _flip(path, offset: int = -3) -> None:
 def test_a_flipped_byte_in_a_capture_is_reported_never_scored_never_sealed(tmp_path, capsys) -> None:
     import json
 
-    from audit.cli import main
+    from pipeline.cli import main
 
     store = _store(tmp_path)
-    bad = store.capture_path(CaptureKey(1, 1))
+    bad = store.captures.capture_path(CaptureKey(1, 1))
     original = store.manifest_files()["captures/round_001/client_001.safetensors"]
     _flip(bad)
     args = ["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2"]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert f"round 1 client 1: {bad}: SHA-256 differs from manifest.json" in err
-    assert not store.attack_dir("idlg", CaptureKey(1, 1)).exists()
-    assert all(store.attack_dir("idlg", CaptureKey(r, c)).is_dir() for r, c in ((1, 0), (2, 0), (2, 1)))
+    assert not store.reconstructions("idlg").folder(CaptureKey(1, 1)).exists()
+    assert all(store.reconstructions("idlg").folder(CaptureKey(r, c)).is_dir() for r, c in ((1, 0), (2, 0), (2, 1)))
     assert store.manifest_files()["captures/round_001/client_001.safetensors"] == original
 
     assert main(["-q", "audit", str(store.root), "--no-oracle", "--metrics", "mse,psnr"]) == 1
@@ -92,12 +111,12 @@ def test_a_flipped_byte_in_a_capture_is_reported_never_scored_never_sealed(tmp_p
 
 
 def test_altered_reconstruction_or_ground_truth_is_reported_by_the_audit(tmp_path, capsys) -> None:
-    from audit.cli import main
+    from pipeline.cli import main
 
     store = _store(tmp_path)
     assert main(["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2"]) == 0
-    rec = store.attack_dir("idlg", CaptureKey(2, 0)) / "reconstruction.safetensors"
-    truth = store.ground_truth_path(CaptureKey(1, 1))
+    rec = store.reconstructions("idlg").folder(CaptureKey(2, 0)) / "reconstruction.safetensors"
+    truth = store.vault.path(CaptureKey(1, 1))
     _flip(rec)
     _flip(truth)
     capsys.readouterr()
@@ -114,7 +133,7 @@ def test_a_reattack_replaces_every_output_of_the_update(tmp_path) -> None:
     store = _store(tmp_path)
     key = CaptureKey(1, 0)
     attack_run(store, AttackConfig("idlg", {"iterations": 2}), device="cpu")
-    stale = store.attack_dir("idlg", key) / "7_7_rec.png"
+    stale = store.reconstructions("idlg").folder(key) / "7_7_rec.png"
     stale.write_bytes(b"left over from another setting")
     attack_run(store, AttackConfig("idlg", {"iterations": 3}), device="cpu")
     assert not stale.exists()

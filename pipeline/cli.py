@@ -1,4 +1,4 @@
-"""The `flaudit` command line. Each sub-command lives in `audit/commands/<name>.py` with a `register`."""
+"""The `flaudit` command line. Each sub-command lives in `pipeline/commands/<name>.py` with a `register`."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from collections.abc import Sequence
 
 from flaudit import __version__
 from flaudit.errors import FlauditError
-from audit.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option
 from flaudit.progress import set_quiet
 from flaudit.threads import short_openmp_spin
 
 # One module per sub-command; each defines `register(subparsers)` and sets `func` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
-    "audit.commands.validate",
-    "audit.commands.run",
-    "audit.commands.attack",
-    "audit.commands.semsim",
-    "audit.commands.study",
-    "audit.commands.audit",
-    "audit.commands.doctor",
-    "audit.commands.verify",
+    "pipeline.commands.validate",
+    "pipeline.commands.run",
+    "pipeline.commands.attack",
+    "pipeline.commands.semsim",
+    "pipeline.commands.study",
+    "pipeline.commands.audit",
+    "pipeline.commands.doctor",
+    "pipeline.commands.verify",
 )
 
 

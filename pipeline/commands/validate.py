@@ -29,7 +29,7 @@ def is_study_file(path: str | Path) -> bool:
 def describe(path: str | Path) -> str:
     """Validate one file; return a one-line description (raises FlauditError when invalid)."""
     if is_study_file(path):
-        from audit.study_scenario import load_study
+        from pipeline.study_scenario import load_study
 
         study = load_study(path)
         return f"study {study.name}: {len(study.datasets)} datasets, {len(study.architectures)} architectures, " \

@@ -1,4 +1,7 @@
-"""Image classifiers by name, for any input size and channel count.
+"""Image classifiers by name, for any input size and channel count: the architectures a capture names.
+
+Shared by the simulation that trains them and the attacks that run them (a capture records a
+`ModelSpec`, and the attacker rebuilds the model from it), so they live in the core, not in `fl_sim`.
 
 `lenet` is the sigmoid LeNet of DLG (Zhu et al. 2019), initialised U(-0.5, 0.5) as in the
 paper's code; `convnet` is the ConvNet of Geiping et al. 2020 (width parameter); `resnet20`
@@ -15,7 +18,6 @@ import torch
 from torch import nn
 
 from flaudit.registry import Registry
-from fl_sim.scenario import MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,3 @@ MODELS.add("convnet", ConvNet)
 MODELS.add("resnet20", lambda spec: CifarResNet(spec, blocks_per_stage=3))
 MODELS.add("resnet32", lambda spec: CifarResNet(spec, blocks_per_stage=5))
 MODELS.add("resnet18", _resnet18)
-
-# The scenario schema names the models without importing this module; both lists must agree.
-assert MODELS.names() == MODEL_NAMES, (MODELS.names(), MODEL_NAMES)

@@ -1,4 +1,4 @@
-"""`flaudit audit RUN_DIR`: (re-)score an existing run and rewrite metrics, dashboards and report (`audit.pipeline.audit_run`)."""
+"""`flaudit audit RUN_DIR`: (re-)score an existing run and rewrite metrics, dashboards and report (`pipeline.runs.audit_run`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fl_sim.scenario import METRIC_NAMES
 from flaudit.errors import FlauditError
-from audit.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from audit.commands.options import scenario_threads
-    from audit.pipeline import audit_run
+    from pipeline.commands.options import scenario_threads
+    from pipeline.runs import audit_run
     from fl_sim.run_store import RunStore
     from flaudit.threads import configure_threads
 

@@ -1,6 +1,6 @@
 """The metric study's scenario: YAML onto frozen dataclasses, checked without torch.
 
-`flaudit validate` and `flaudit study` load it; `audit.study` runs it.
+`flaudit validate` and `flaudit study` load it; `pipeline.study` runs it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ POLICIES = ("flip", "shift", "rotate", "invert")
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
-    """A classifier architecture of `fl_sim.models` (name, width, batch norm)."""
+    """A classifier architecture of `flaudit.models` (name, width, batch norm)."""
 
     name: str = "lenet"
     width: int | None = None

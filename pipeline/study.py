@@ -7,7 +7,7 @@ Protocol (Sun et al., NeurIPS 2023, Section 4, scaled to the embedded datasets):
    and defended ones (Gaussian noise on the gradient, gradient pruning).
 2. Attack every variant with every attack on the same client images (FedSGD, batch of
    `attack_batch`; known labels, an explicit threat-model choice recorded in the results).
-3. Annotate every reconstruction with the machine oracle (`audit.oracle`), or with people when
+3. Annotate every reconstruction with the machine oracle (`semsim.oracle`), or with people when
    a human annotation file is given.
 4. Score every reconstruction with MSE, PSNR, SSIM, LPIPS, FID (per variant), the oracle's
    true-class confidence, and SemSim trained leave-one-out (hold out one attack or one
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from audit.study_scenario import ALL_METRICS, CLASSIC_METRICS, POLICIES, StudyScenario, VariantConfig
+from pipeline.study_scenario import ALL_METRICS, CLASSIC_METRICS, POLICIES, StudyScenario, VariantConfig
 from flaudit.errors import FlauditError, WeightsUnavailableError
 from flaudit.io import atomic_write_json, atomic_write_text
 from flaudit.progress import progress
@@ -134,9 +134,9 @@ def run_study(scenario: StudyScenario, *, output: str | Path | None = None) -> S
     from attacks.simulate import fedsgd_view
     from audit.functional.align import align
     from audit.functional.image import mse, psnr, ssim_auto
-    from audit.oracle import candidate_classes, train_oracle
+    from semsim.oracle import candidate_classes, train_oracle
     from fl_sim.data import load_dataset
-    from fl_sim.models import ModelSpec, build_model
+    from flaudit.models import ModelSpec, build_model
     from fl_sim.scenario import DataConfig
     from flaudit.device import resolve_device
     from semsim.data import Annotation, now_iso, read_annotations, save_image, write_annotations

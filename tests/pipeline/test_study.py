@@ -37,8 +37,8 @@ device: cpu
 
 
 def test_mini_study(tmp_path: Path) -> None:
-    from audit.study import run_study
-    from audit.study_scenario import load_study
+    from pipeline.study import run_study
+    from pipeline.study_scenario import load_study
 
     path = tmp_path / "study.yaml"
     path.write_text(MINI)
@@ -81,7 +81,7 @@ def test_mini_study(tmp_path: Path) -> None:
 
 
 def test_study_scenario_errors(tmp_path: Path) -> None:
-    from audit.study_scenario import load_study
+    from pipeline.study_scenario import load_study
 
     path = tmp_path / "bad.yaml"
     path.write_text(MINI.replace("holdout: attack", "holdout: dataset"))
@@ -96,7 +96,7 @@ def test_study_scenario_errors(tmp_path: Path) -> None:
 
 
 def test_shipped_scenario_loads() -> None:
-    from audit.study_scenario import load_study
+    from pipeline.study_scenario import load_study
 
     scenario = load_study(Path(__file__).resolve().parents[2] / "scenarios" / "metric_study.yaml")
     assert len(scenario.architectures) == 2 and len(scenario.variants) >= 6

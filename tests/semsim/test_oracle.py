@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audit.oracle import (
+from semsim.oracle import (
     ORACLE_FORMAT_VERSION,
     REJECT_KINDS,
     Oracle,
@@ -128,7 +128,7 @@ def test_old_format_cache_is_retrained(digits, tmp_path) -> None:
 
 
 def test_oracle_cache_reused(digits, digits_oracle, tmp_path, monkeypatch) -> None:
-    import audit.oracle
+    import semsim.oracle
 
     train_x, train_y, test_x, test_y = digits
     path = tmp_path / "o.safetensors"
@@ -138,7 +138,7 @@ def test_oracle_cache_reused(digits, digits_oracle, tmp_path, monkeypatch) -> No
     def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("the cached oracle was retrained")
 
-    monkeypatch.setattr(audit.oracle, "_train", no_training)
+    monkeypatch.setattr(semsim.oracle, "_train", no_training)
     again = train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=10, net_width=16)
     assert path.read_bytes() == saved and not hasattr(again, "train_seconds")
     # Other training data: the fingerprint differs, so the cache is not taken (and training is asked for).

@@ -8,7 +8,7 @@ import io
 import sys
 from pathlib import Path
 
-from audit.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option
 from flaudit.errors import FlauditError
 
 

@@ -7,7 +7,7 @@ import sys
 import functools
 import time
 from pathlib import Path
-from audit.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option
 
 
 
@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from audit.pipeline import audit_step, default_run_dir, run_one, sweep_variants, write_sweep
-    from audit.summary import print_summary
+    from pipeline.runs import audit_step, default_run_dir, run_one, sweep_variants, write_sweep
+    from pipeline.summary import print_summary
     from fl_sim.scenario import load_scenario
 
     from flaudit.threads import configure_threads

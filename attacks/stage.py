@@ -1,0 +1,169 @@
+"""The attack stage: invert every selected captured update and write the reconstructions.
+
+`attack(captures, config, known)` reads `ServerView`s from a `CaptureStore` and writes each
+update's reconstruction (tensors and `record.json`) to the attack's `ReconstructionStore`.
+It is handed no ground truth: the only knowledge beyond the server's is an explicit
+`KnownLabels` under the known-labels threat model. Pairing with the originals (and the
+`_ori.png`/`_rec.png` files) belongs to scoring.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from attacks.matching import reconstruct_in_groups
+from attacks.registry import create_attack
+from attacks.store import CaptureStore, ReconstructionStore
+from attacks.threat import KnownLabels, ThreatModel
+from flaudit.device import resolve_device
+from flaudit.errors import CaptureCorruptError, FlauditError
+from flaudit.progress import is_quiet, progress
+from flaudit.rundir import CaptureKey
+from flaudit.seeds import derive_seed
+
+if TYPE_CHECKING:
+    from fl_sim.scenario import AttackConfig
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """What happened to one captured update: attacked, kept from an earlier run, or not attacked because
+    an input was corrupt or missing (`corrupt` says which file and how)."""
+
+    key: CaptureKey
+    directory: Path
+    record: Mapping[str, Any]
+    skipped: bool
+    corrupt: str | None = None
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """The attack stage's result: where the reconstructions are, and what happened to each update."""
+
+    reconstructions: ReconstructionStore
+    outcomes: tuple[AttackOutcome, ...]
+
+    @property
+    def corrupt(self) -> tuple[str, ...]:
+        return tuple(o.corrupt for o in self.outcomes if o.corrupt)
+
+
+def select_keys(captures: CaptureStore, config: AttackConfig) -> list[CaptureKey]:
+    """The captured updates the attack's `rounds` and `clients` select."""
+    return [
+        k for k in captures.capture_keys()
+        if (config.rounds is None or k.round in config.rounds) and (config.clients is None or k.client in config.clients)
+    ]
+
+
+def attack(
+    captures: CaptureStore,
+    config: AttackConfig,
+    known: KnownLabels | None = None,
+    *,
+    device: str | torch.device = "auto",
+    force: bool = False,
+) -> AttackRun:
+    """Attack every selected capture; finished ones are kept (resumable) unless `force`.
+
+    The pending captures of one round are inverted together (`Attack.reconstruct_many`: every
+    client and restart as one batched computation), at most `config.clients_per_batch` at a
+    time; each client's result is written as soon as its batch finishes.
+
+    Args:
+        captures: what the server received.
+        config: the scenario's `attack:` section.
+        known: the true labels, required exactly when `config.known_labels` (the threat model).
+        device: "auto", "cpu" or "cuda".
+        force: re-attack updates whose result is already there.
+
+    Raises:
+        FlauditError: `known` does not match the threat model `config` declares.
+    """
+    threat = ThreatModel(known_labels=config.known_labels)
+    if threat.known_labels != (known is not None):
+        raise FlauditError(
+            "attack.known_labels is true but no labels were given" if threat.known_labels
+            else "labels were given but attack.known_labels is false; the threat model must say so"
+        )
+    model = create_attack(config.name, **dict(config.params))
+    target = resolve_device(device)
+    store = captures.reconstructions(config.name)
+    wanted = {"attack": config.name, "params": model.params(), "known_labels": threat.known_labels, "seed": config.seed}
+    outcomes: dict[CaptureKey, AttackOutcome] = {}
+    pending: list[CaptureKey] = []
+    keys = select_keys(captures, config)
+    for key in keys:
+        directory = store.folder(key)
+        if not force and store.is_current(key, {k: _plain(v) for k, v in wanted.items()}):
+            outcomes[key] = AttackOutcome(key, directory, store.read_record(key), skipped=True)
+            continue
+        pending.append(key)
+    bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
+    for round_keys in _by_round(pending):
+        views, attacked = [], []
+        for key in round_keys:
+            try:
+                if known is not None and key in known.unavailable:
+                    raise CaptureCorruptError(known.unavailable[key])
+                views.append(captures.read_view(key, device=target))
+                attacked.append(key)
+            except CaptureCorruptError as err:  # reported by path, never attacked or scored
+                outcomes[key] = AttackOutcome(key, store.folder(key), {}, skipped=False, corrupt=str(err))
+                bar.update(1)
+        if not attacked:
+            continue
+        labels = [known.labels[key].to(target) for key in attacked] if known is not None else None
+        generators = [
+            torch.Generator(device=target).manual_seed(derive_seed(config.seed, "attack", key.round, key.client))
+            for key in attacked
+        ]
+        started = time.perf_counter()
+        for indices, results in reconstruct_in_groups(model, views, generators=generators, labels=labels, max_clients=config.clients_per_batch):
+            elapsed = time.perf_counter() - started
+            batched_with = [attacked[i].client for i in indices]
+            for i, result in zip(indices, results, strict=True):
+                key = attacked[i]
+                record = {
+                    **{k: _plain(v) for k, v in wanted.items()},
+                    "threat_model": threat.to_dict(),
+                    "round": key.round, "client": key.client, "device": str(target),
+                    # CPU results depend on the thread count (the order of float reductions).
+                    "threads": torch.get_num_threads() if target.type == "cpu" else None,
+                    "recovered_labels": result.labels.tolist(), "labels_known": result.labels_known,
+                    "restart_losses": list(result.restart_losses), "iterations": result.iterations,
+                    "wall_time_s": result.wall_time_s, "step_time_s": elapsed, "batched_with": batched_with,
+                    "num_images": int(result.images.shape[0]), "protocol": views[i].meta.protocol,
+                }
+                store.write(key, result.images, result.labels, record)
+                outcomes[key] = AttackOutcome(key, store.folder(key), record, skipped=False)
+            bar.update(len(indices))
+            if not is_quiet():
+                bar.write(f"round {attacked[0].round} clients {batched_with}: {config.name} done in {elapsed:.1f} s")
+            started = time.perf_counter()
+    bar.close()
+    return AttackRun(store, tuple(outcomes[key] for key in keys))
+
+
+def _by_round(keys: Sequence[CaptureKey]) -> list[list[CaptureKey]]:
+    by_round: dict[int, list[CaptureKey]] = {}
+    for key in keys:
+        by_round.setdefault(key.round, []).append(key)
+    return list(by_round.values())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value

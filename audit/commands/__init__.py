@@ -1,1 +1,0 @@
-"""Sub-commands of `flaudit`, one module each (see audit/cli.py)."""

@@ -1,0 +1,1 @@
+"""The command line and the orchestration of the stages (federate, attack, score, present): `flaudit run`, sweeps, the metric study."""

@@ -1,0 +1,1 @@
+"""Sub-commands of `flaudit`, one module each (see pipeline/cli.py)."""
