@@ -70,6 +70,7 @@ def attack(
     *,
     device: str | torch.device = "auto",
     force: bool = False,
+    corrupt: Mapping[CaptureKey, str] | None = None,
 ) -> AttackRun:
     """Attack every selected capture; finished ones are kept (resumable) unless `force`.
 
@@ -82,7 +83,9 @@ def attack(
         config: the scenario's `attack:` section.
         known: the true labels, required exactly when `config.known_labels` (the threat model).
         device: "auto", "cpu" or "cuda".
-        force: re-attack updates whose result is already there.
+        force: re-attack updates whose result is already there (an altered one included).
+        corrupt: updates whose other inputs the caller found missing or altered (e.g. the vault's
+            file, which this stage cannot see), with the message naming the path: reported, not attacked.
 
     Raises:
         FlauditError: `known` does not match the threat model `config` declares.
@@ -100,12 +103,20 @@ def attack(
     outcomes: dict[CaptureKey, AttackOutcome] = {}
     pending: list[CaptureKey] = []
     keys = select_keys(captures, config)
+    settings = {k: _plain(v) for k, v in wanted.items()}
     for key in keys:
         directory = store.folder(key)
-        if not force and store.is_current(key, {k: _plain(v) for k, v in wanted.items()}):
-            outcomes[key] = AttackOutcome(key, directory, store.read_record(key), skipped=True)
-            continue
-        pending.append(key)
+        problem = (corrupt or {}).get(key) or (None if force else store.altered(key))
+        if problem:  # reported by path; an altered result is neither reused nor silently redone
+            outcomes[key] = AttackOutcome(key, directory, {}, skipped=False, corrupt=problem)
+        elif not force and store.is_current(key, settings):
+            try:
+                captures.check(key)  # a kept result stands only while its capture is the one recorded
+                outcomes[key] = AttackOutcome(key, directory, store.read_record(key), skipped=True)
+            except CaptureCorruptError as err:
+                outcomes[key] = AttackOutcome(key, directory, {}, skipped=False, corrupt=str(err))
+        else:
+            pending.append(key)
     bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
     for round_keys in _by_round(pending):
         views, attacked = [], []

@@ -144,16 +144,24 @@ class ReconstructionStore(RunDir):
     def read_record(self, key: CaptureKey) -> dict[str, Any]:
         return read_json(self.verified(self.folder(key) / RECORD))
 
-    def is_current(self, key: CaptureKey, settings: Mapping[str, Any]) -> bool:
-        """Whether the update has an intact result made with these settings (an altered one is redone, not reused)."""
+    def altered(self, key: CaptureKey) -> str | None:
+        """Why the update's recorded result cannot be trusted (a file the manifest lists is missing or
+        altered), or None when it is intact or was never written."""
         folder = self.folder(key)
-        if not ((folder / RECORD).is_file() and (folder / TENSORS).is_file()):
+        for path in (folder / TENSORS, folder / RECORD):
+            if path.exists() or self.relative(path) in self.manifest_files():
+                try:
+                    self.verified(path)
+                except CaptureCorruptError as err:
+                    return f"{err}; re-attack it with --force"
+        return None
+
+    def is_current(self, key: CaptureKey, settings: Mapping[str, Any]) -> bool:
+        """Whether the update has an intact result made with these settings."""
+        folder = self.folder(key)
+        if not ((folder / RECORD).is_file() and (folder / TENSORS).is_file()) or self.altered(key):
             return False
-        try:
-            record = self.read_record(key)
-            self.verified(folder / TENSORS)
-        except CaptureCorruptError:
-            return False
+        record = self.read_record(key)
         return all(record.get(name) == value for name, value in settings.items())
 
     def read(self, key: CaptureKey) -> StoredReconstruction:

@@ -463,6 +463,8 @@ def score_run(
     pairs: list[tuple[ReconstructionStore, ScoredUpdate]] = []
     for attack, key in progress(keys, desc="scoring", unit="capture"):
         try:
+            if store.relative(store.captures.capture_path(key)) in store.manifest_files():
+                store.captures.check(key)  # the update the reconstruction came from is still the one recorded
             truth = vault.read(key)
             reconstruction = stores[attack].read(key)
             defenses = read_defenses(store, key, reconstruction.record)

@@ -9,6 +9,7 @@ captures, scoring the reconstructions and the vault. The layout is in `flaudit.r
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,12 @@ class RunStore(RunDir):
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
-    @property
+    @cached_property
     def captures(self) -> CaptureStore:
         """What the server received: the attack stage's only input."""
         return CaptureStore(self.root)
 
-    @property
+    @cached_property
     def vault(self) -> Vault:
         """The clients' true batches: for scoring (and, under the known-labels threat model, their labels)."""
         return Vault(self.root)

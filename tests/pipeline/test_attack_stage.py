@@ -15,6 +15,7 @@ from fl_sim.run_store import CaptureKey, GroundTruth, RunStore
 from fl_sim.scenario import AttackConfig
 from flaudit.errors import FlauditError
 from pipeline.stages import known_labels
+from audit.scorer import read_round_audits
 
 META = SharedMetadata("fedsgd", 1, 1, 1, 0.1, (1, 8, 8), 10, (0.5,), (0.5,))
 SPEC = ModelSpec("lenet", 10, 1, 8)
@@ -138,3 +139,55 @@ def test_a_reattack_replaces_every_output_of_the_update(tmp_path) -> None:
     attack_run(store, AttackConfig("idlg", {"iterations": 3}), device="cpu")
     assert not stale.exists()
     assert store.verify() == []
+
+
+@pytest.mark.parametrize("which", ["capture", "capture_json", "ground_truth", "reconstruction", "record"])
+def test_one_flipped_byte_in_any_input_is_named_by_verify_attack_and_audit(tmp_path, capsys, which) -> None:
+    """Fault injection after a finished attack: the file is named, the update scores nothing, every command exits 1,
+    and manifest.json keeps the original hash."""
+    import json
+
+    from pipeline.cli import main
+
+    store = _store(tmp_path)
+    attack_args = ["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2"]
+    assert main(attack_args) == 0
+    key = CaptureKey(2, 1)
+    folder = store.reconstructions("idlg").folder(key)
+    path = {
+        "capture": store.captures.capture_path(key), "capture_json": store.captures.info_path(key),
+        "ground_truth": store.vault.path(key), "reconstruction": folder / "reconstruction.safetensors",
+        "record": folder / "record.json",
+    }[which]
+    name = store.relative(path)
+    original = store.manifest_files()[name]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    capsys.readouterr()
+
+    assert main(["verify", str(store.root)]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{path}: SHA-256 differs from manifest.json (altered or corrupt)"]
+    assert main(attack_args) == 1
+    assert f"round 2 client 1: {path}: SHA-256 differs" in capsys.readouterr().err
+    assert main(["-q", "audit", str(store.root), "--no-oracle", "--metrics", "mse,psnr"]) == 1
+    assert f"round 2 (idlg): {path}: SHA-256 differs" in capsys.readouterr().err
+    records = [json.loads(line) for line in (store.root / "metrics.jsonl").read_text().splitlines()]
+    assert (2, 1) not in {(r["round"], r["client"]) for r in records}
+    assert {(r["round"], r["client"]) for r in records} == {(1, 0), (1, 1), (2, 0)}
+    assert store.manifest_files()[name] == original
+
+
+def test_a_report_says_when_the_labels_were_given(tmp_path) -> None:
+    from pipeline.cli import main
+
+    store = _store(tmp_path)
+    assert main(["-q", "attack", str(store.root), "--attack", "idlg", "--param", "iterations=2", "--known-labels"]) == 0
+    assert main(["-q", "audit", str(store.root), "--no-oracle", "--metrics", "mse,psnr"]) == 0
+    report = (store.root / "report.md").read_text()
+    assert "idlg: labels given to the attacker" in report
+    header, *rows = [line for line in report.splitlines() if line.startswith("| ")]
+    column = header.split(" | ").index("labels recovered")
+    assert [row.split(" | ")[column] for row in rows] == ["given", "given"]
+    audits = read_round_audits(store)
+    assert all(a.threat_model.known_labels and a.label_accuracy is None for a in audits)
