@@ -13,12 +13,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from flaudit.errors import CaptureCorruptError
+
+if TYPE_CHECKING:  # torch loads on the first tensor read or write, so the manifest's checks start at once
+    import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -69,6 +69,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
     """Save named tensors as safetensors, atomically."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -84,6 +86,8 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
 
 def load_tensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Load named tensors saved by `save_tensors`; a missing or broken file is a CaptureCorruptError."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
         raise CaptureCorruptError(f"{path}: file is missing")
@@ -102,7 +106,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
+    if type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "tolist"):  # a tensor, without importing torch
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)

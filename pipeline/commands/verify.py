@@ -20,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from fl_sim.run_store import RunStore
+    from flaudit.rundir import RunDir
 
-    store = RunStore(args.run_dir)
+    store = RunDir(args.run_dir)
     if not store.manifest_path.is_file():
         raise FlauditError(f"{store.manifest_path}: missing; {store.root} is not a flaudit run directory")
     problems = store.verify()

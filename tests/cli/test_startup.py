@@ -53,3 +53,16 @@ def test_validate_checks_attack_parameters_without_torch(tmp_path: Path) -> None
     assert result["heavy"] == []
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert f"{bad}: attack: attack 'idlg': parameter 'iterations'" in done.stderr
+
+
+def test_verify_checks_a_run_without_torch(tmp_path: Path) -> None:
+    from flaudit.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    (run.root / "captures").mkdir(parents=True)
+    (run.root / "captures" / "a.json").write_text("{}")
+    run.seal(run.files())
+    result = _run("verify", str(run.root))
+    assert result["code"] == 0 and result["heavy"] == []
+    (run.root / "captures" / "a.json").write_text("{ }")
+    assert _run("verify", str(run.root))["code"] == 1
