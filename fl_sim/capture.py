@@ -17,10 +17,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from defenses.flower_mod import ARRAYS_KEY, META_KEY
 from flaudit.errors import FlauditError
-from fl_sim.client_app import PARTITION_KEY
 from fl_sim.job import Job
+from fl_sim.protocol import ARRAYS_KEY, ReplyMetadata, num_examples
 from fl_sim.run_store import CaptureKey
 from fl_sim.training import derive_seed
 
@@ -67,7 +66,7 @@ class CapturingFedAvg(FedAvg):
             reasons = "; ".join(sorted({m.error.reason for m in failed}))
             raise FlauditError(f"round {server_round}: {len(failed)} client(s) failed: {reasons}")
         # Arrival order varies; aggregate in partition order so sums are bit-for-bit reproducible.
-        replies.sort(key=lambda m: int(m.content[META_KEY][PARTITION_KEY]))
+        replies.sort(key=lambda m: ReplyMetadata.of_reply(m.content).partition)
         for reply in replies:
             self._capture(server_round, reply)
         arrays, metrics = super().aggregate_train(server_round, replies)
@@ -83,18 +82,16 @@ class CapturingFedAvg(FedAvg):
         return ArrayRecord(state)
 
     def _capture(self, server_round: int, reply: Message) -> None:
-        meta = reply.content[META_KEY]
-        client = int(meta[PARTITION_KEY])
-        if not self.job.scenario.capture.wants(server_round, client):
+        meta = ReplyMetadata.of_reply(reply.content)
+        if not self.job.scenario.capture.wants(server_round, meta.partition):
             return
         returned = reply.content[ARRAYS_KEY].to_torch_state_dict()
-        param_keys = list(meta["param-keys"])
-        update = {k: returned[k] for k in param_keys}
-        buffers = {k: v for k, v in returned.items() if k not in update} if meta["update-kind"] == "weights" else {}
+        update = {k: returned[k] for k in meta.param_keys}
+        buffers = {k: v for k, v in returned.items() if k not in update} if meta.update_kind == "weights" else {}
         shared = self.job.shared_metadata(
-            num_examples=int(reply.content["metrics"]["num-examples"]), batch_size=int(meta["batch-size"]),
-            local_steps=int(meta["local-steps"]), learning_rate=float(meta["learning-rate"]),
+            num_examples=num_examples(reply.content), batch_size=meta.batch_size,
+            local_steps=meta.local_steps, learning_rate=meta.learning_rate,
         )
-        key = CaptureKey(server_round, client)
+        key = CaptureKey(server_round, meta.partition)
         self.job.store.write_view(key, spec=self.job.spec, global_state=self._sent, update=update, buffers=buffers, meta=shared)
         self.captured.append(key)

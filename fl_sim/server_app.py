@@ -18,10 +18,9 @@ from flwr.serverapp import Grid, ServerApp
 from defenses.accounting import gaussian_epsilon
 from flaudit.progress import is_quiet, progress
 from fl_sim.capture import CapturingFedAvg
-from defenses.flower_mod import META_KEY
-from fl_sim.client_app import PARTITION_KEY
 from fl_sim.job import AppSettings, Job, load_job
 from fl_sim.models import build_model
+from fl_sim.protocol import CONFIG_KEY, TRAIN_LOSS_KEY, NodeIdentity
 from fl_sim.training import derive_seed, evaluate
 
 
@@ -32,13 +31,13 @@ def roll_call(grid: Grid, expected: int, timeout: float = 600.0) -> dict[int, in
         if time.time() > deadline:
             raise TimeoutError(f"only {len(node_ids)} of {expected} clients connected within {timeout:.0f} s")
         time.sleep(0.2)
-    messages = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
+    messages = [Message(RecordDict({CONFIG_KEY: ConfigRecord({})}), dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
     replies = grid.send_and_receive(messages, timeout=timeout)
     mapping = {}
     for reply in replies:
         if reply.has_error():
             raise RuntimeError(f"roll call failed: {reply.error.reason}")
-        mapping[reply.metadata.src_node_id] = int(reply.content[META_KEY][PARTITION_KEY])
+        mapping[reply.metadata.src_node_id] = NodeIdentity.of_reply(reply.content).partition
     return mapping
 
 
@@ -85,7 +84,7 @@ def run_server(grid: Grid, job: Job) -> dict[str, Any]:
     for record in history["rounds"]:
         train = result.train_metrics_clientapp.get(record["round"])
         if train is not None:
-            record["train_loss"] = float(train["train-loss"])
+            record["train_loss"] = float(train[TRAIN_LOSS_KEY])
     history["captured"] = [[k.round, k.client] for k in strategy.captured]
     job.store.write_history(history)
     return history

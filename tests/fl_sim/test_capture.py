@@ -15,6 +15,7 @@ from fl_sim.capture import CapturingFedAvg
 from fl_sim.client_app import build_client_app
 from fl_sim.job import AppSettings, load_job
 from fl_sim.models import build_model
+from fl_sim.protocol import ARRAYS_KEY, CONFIG_KEY, PARTITION_KEY, SERVER_ROUND_KEY
 from fl_sim.run_store import CaptureKey, RunStore
 from fl_sim.scenario import dump_scenario, load_scenario
 from fl_sim.training import batch_gradient, derive_seed, normalize, sample_batch
@@ -55,12 +56,12 @@ def _task_identity():
 
 def _train_message(job, node_id: int) -> Message:
     model = build_model(job.spec, seed=1)
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "config": ConfigRecord({"server-round": 1})})
+    content = RecordDict({ARRAYS_KEY: ArrayRecord(model.state_dict()), CONFIG_KEY: ConfigRecord({SERVER_ROUND_KEY: 1})})
     return Message(content, dst_node_id=node_id, message_type=MessageType.TRAIN)
 
 
 def _context(partition: int) -> Context:
-    return Context(run_id=1, node_id=100 + partition, node_config={"partition-id": partition, "num-partitions": 3},
+    return Context(run_id=1, node_id=100 + partition, node_config={PARTITION_KEY: partition, "num-partitions": 3},
                    state=RecordDict(), run_config={})
 
 
