@@ -1,100 +1,97 @@
-"""The honest-but-curious server: a FedAvg strategy that records every reply before aggregating it.
+"""The honest-but-curious server: a wrapper around any Flower strategy that records every reply it receives.
 
-It sees exactly what Flower's FedAvg sees: the arrays it sends (`configure_train`) and each
-client's reply (`aggregate_train`). For the captured rounds and clients it writes a
-`ServerView` (global state sent, update received, shared metadata) to the run directory.
-It also makes sampling reproducible (a seeded draw over clients ordered by partition id)
-and turns FedSGD gradients into the server's SGD step.
+It sees exactly what the wrapped strategy sees: the arrays sent (`configure_train`) and each
+client's reply (`aggregate_train`). For the captured rounds and clients it writes a `ServerView`
+(global state sent, update received, shared metadata) to the run directory, then hands the
+replies on unchanged. It wraps a strategy the way Flower's own DP wrappers do
+(`flwr.serverapp.strategy.DifferentialPrivacyServerSideFixedClipping`): every Strategy method
+delegates to the inner strategy.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import Strategy
 
-from defenses.flower_mod import ARRAYS_KEY, META_KEY
 from flaudit.errors import FlauditError
-from fl_sim.client_app import PARTITION_KEY
 from fl_sim.job import Job
-from fl_sim.run_store import CaptureKey
-from fl_sim.training import derive_seed
+from fl_sim.protocol import ARRAYS_KEY, ReplyMetadata, num_examples
+from flaudit.rundir import CaptureKey
 
 
-class CapturingFedAvg(FedAvg):
-    """FedAvg (or FedSGD) whose server records what it receives for the audit.
+class CapturingStrategy(Strategy):
+    """`strategy`, with a server that records the replies the scenario's capture selects.
 
     Args:
+        strategy: the strategy that configures and aggregates (FedAvg, FedSGD, FedProx, ...).
         job: the run (scenario, model spec, run store).
-        partitions: node id -> partition id, from the roll call at the start of the run.
+
+    Attributes:
+        strategy: the wrapped strategy.
+        captured: the (round, client) of every ServerView written, in the order written.
     """
 
-    def __init__(self, job: Job, partitions: dict[int, int]) -> None:
-        fed = job.scenario.federation
-        per_round = max(1, round(fed.fraction * fed.clients))
-        super().__init__(
-            fraction_train=fed.fraction, min_train_nodes=per_round, min_available_nodes=fed.clients,
-        )
+    def __init__(self, strategy: Strategy, job: Job) -> None:
+        super().__init__()
+        self.strategy = strategy
         self.job = job
-        self.partitions = partitions
-        self.per_round = per_round
-        self._sent: dict[str, torch.Tensor] = {}
         self.captured: list[CaptureKey] = []
+        self._sent: dict[str, torch.Tensor] | None = None
+
+    def __repr__(self) -> str:
+        return f"CapturingStrategy({self.strategy!r})"
+
+    def summary(self) -> None:
+        """Log the inner strategy's summary."""
+        self.strategy.summary()
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        """Keep the arrays sent (the global state of every view this round), then delegate."""
         self._sent = {k: v.clone() for k, v in arrays.to_torch_state_dict().items()}
-        # Flower's own sampling draws from the global `random` over node ids, which are random per
-        # run; drawing over partition ids with a per-round seed makes the scenario's seed decide.
-        by_partition = sorted(self.partitions.items(), key=lambda item: item[1])
-        rng = random.Random(derive_seed(self.job.scenario.federation.seed, "sample", server_round))
-        chosen = sorted(rng.sample(by_partition, self.per_round), key=lambda item: item[1])
-        config["server-round"] = server_round
-        record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
-        return self._construct_messages(record, [node for node, _ in chosen], MessageType.TRAIN)
-
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        # The server evaluates centrally on the held-out split (`evaluate_fn`); clients keep no test data.
-        return []
+        return self.strategy.configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Record each selected reply, in the order given, then let the inner strategy aggregate them all.
+
+        Raises:
+            FlauditError: a client failed. Flower's strategies would aggregate the others, but the
+                run would then no longer be the one its seed describes.
+        """
         replies = list(replies)
         failed = [m for m in replies if m.has_error()]
         if failed:
             reasons = "; ".join(sorted({m.error.reason for m in failed}))
             raise FlauditError(f"round {server_round}: {len(failed)} client(s) failed: {reasons}")
-        # Arrival order varies; aggregate in partition order so sums are bit-for-bit reproducible.
-        replies.sort(key=lambda m: int(m.content[META_KEY][PARTITION_KEY]))
         for reply in replies:
-            self._capture(server_round, reply)
-        arrays, metrics = super().aggregate_train(server_round, replies)
-        if arrays is not None and self.job.scenario.federation.protocol == "fedsgd":
-            arrays = self._sgd_step(arrays)
-        return arrays, metrics
+            self._record(server_round, reply)
+        return self.strategy.aggregate_train(server_round, replies)
 
-    def _sgd_step(self, mean_gradient: ArrayRecord) -> ArrayRecord:
-        """FedSGD: the server applies the averaged gradient with the clients' learning rate."""
-        lr = self.job.scenario.federation.learning_rate
-        grads = mean_gradient.to_torch_state_dict()
-        state = {k: (v - lr * grads[k] if k in grads else v) for k, v in self._sent.items()}
-        return ArrayRecord(state)
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        """Delegate: evaluation replies carry no update to capture."""
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
 
-    def _capture(self, server_round: int, reply: Message) -> None:
-        meta = reply.content[META_KEY]
-        client = int(meta[PARTITION_KEY])
-        if not self.job.scenario.capture.wants(server_round, client):
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Delegate."""
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def _record(self, server_round: int, reply: Message) -> None:
+        meta = ReplyMetadata.of_reply(reply.content)
+        if not self.job.scenario.capture.wants(server_round, meta.partition):
             return
+        if self._sent is None:
+            raise FlauditError(f"round {server_round}: a reply arrived before any configure_train; nothing was sent to compare it with")
         returned = reply.content[ARRAYS_KEY].to_torch_state_dict()
-        param_keys = list(meta["param-keys"])
-        update = {k: returned[k] for k in param_keys}
-        buffers = {k: v for k, v in returned.items() if k not in update} if meta["update-kind"] == "weights" else {}
+        update = {k: returned[k] for k in meta.param_keys}
+        # FedAvg returns the whole state: what is not trained (BatchNorm statistics) goes in the view as buffers.
+        buffers = {k: v for k, v in returned.items() if k not in update} if meta.update_kind == "weights" else {}
         shared = self.job.shared_metadata(
-            num_examples=int(reply.content["metrics"]["num-examples"]), batch_size=int(meta["batch-size"]),
-            local_steps=int(meta["local-steps"]), learning_rate=float(meta["learning-rate"]),
+            num_examples=num_examples(reply.content), batch_size=meta.batch_size,
+            local_steps=meta.local_steps, learning_rate=meta.learning_rate,
         )
-        key = CaptureKey(server_round, client)
+        key = CaptureKey(server_round, meta.partition)
         self.job.store.captures.write_view(key, spec=self.job.spec, global_state=self._sent, update=update, buffers=buffers, meta=shared)
         self.captured.append(key)

@@ -8,31 +8,32 @@ the in-process simulation.
 from __future__ import annotations
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from defenses.flower_mod import ARRAYS_KEY, META_KEY, DefenseMod
 from fl_sim.job import AppSettings, Job, load_job
 from flaudit.threads import use_threads
 from flaudit.models import build_model
-from fl_sim.run_store import GroundTruth
-from fl_sim.training import batch_gradient, derive_seed, local_train, normalize, sample_batch
-
-PARTITION_KEY = "partition-id"
+from fl_sim.mods import DefenseMod
+from fl_sim.protocol import ARRAYS_KEY, META_KEY, NodeIdentity, ReplyMetadata, UpdateKind, train_reply_content, train_round
+from fl_sim.vault import GroundTruth
+from fl_sim.training import batch_gradient, local_train, normalize, sample_batch
+from flaudit.seeds import derive_seed
 
 
 def train_reply(msg: Message, context: Context, job: Job) -> Message:
     """The client's train step (before defenses): returns the update and the metadata it shares."""
     scenario, fed = job.scenario, job.scenario.federation
     use_threads(fed.client_cpus)  # the CPUs Ray gave this client; Ray runs several side by side
-    partition_id = int(context.node_config[PARTITION_KEY])
-    server_round = int(msg.content["config"]["server-round"])
+    partition_id = NodeIdentity.of_node(context.node_config).partition
+    server_round = train_round(msg.content)
     partition = job.partitions[partition_id]
     generator = torch.Generator().manual_seed(derive_seed(fed.seed, "client", server_round, partition_id))
 
     model = build_model(job.spec)
     model.load_state_dict(msg.content[ARRAYS_KEY].to_torch_state_dict())
-    param_keys = [name for name, _ in model.named_parameters()]
+    param_keys = tuple(name for name, _ in model.named_parameters())
+    kind: UpdateKind
     if fed.protocol == "fedsgd":
         used = sample_batch(partition, batch_size=fed.batch_size, generator=generator)
         images, labels = job.bundle.images(used)
@@ -51,28 +52,17 @@ def train_reply(msg: Message, context: Context, job: Job) -> Message:
         job.store.vault.write(
             GroundTruth(server_round, partition_id, images, labels, torch.as_tensor(used, dtype=torch.int64))
         )
-    content = RecordDict(
-        {
-            ARRAYS_KEY: ArrayRecord({k: v.detach().clone() for k, v in arrays.items()}),
-            "metrics": MetricRecord({"num-examples": int(len(used)), "train-loss": loss}),
-            META_KEY: ConfigRecord(
-                {
-                    PARTITION_KEY: partition_id,
-                    "update-kind": kind,
-                    "param-keys": param_keys,
-                    "batch-size": fed.batch_size,
-                    "local-steps": steps,
-                    "learning-rate": fed.learning_rate,
-                }
-            ),
-        }
+    meta = ReplyMetadata(
+        partition=partition_id, update_kind=kind, param_keys=param_keys, batch_size=fed.batch_size,
+        local_steps=steps, learning_rate=fed.learning_rate,
     )
-    return Message(content, reply_to=msg)
+    arrays_out = ArrayRecord({k: v.detach().clone() for k, v in arrays.items()})
+    return Message(train_reply_content(arrays_out, num_examples=int(len(used)), train_loss=loss, meta=meta), reply_to=msg)
 
 
 def partition_reply(msg: Message, context: Context) -> Message:
     """Answer the server's roll call with this node's partition id (for reproducible sampling)."""
-    return Message(RecordDict({META_KEY: ConfigRecord({PARTITION_KEY: int(context.node_config[PARTITION_KEY])})}), reply_to=msg)
+    return Message(RecordDict({META_KEY: NodeIdentity.of_node(context.node_config).to_record()}), reply_to=msg)
 
 
 def build_client_app(settings: AppSettings | None = None) -> ClientApp:
@@ -83,9 +73,8 @@ def build_client_app(settings: AppSettings | None = None) -> ClientApp:
 
     def resolve_defenses(msg: Message, context: Context):  # type: ignore[no-untyped-def]
         job = job_of(context)
-        seed = derive_seed(
-            job.scenario.federation.seed, "defense", int(msg.content["config"]["server-round"]), int(context.node_config[PARTITION_KEY])
-        )
+        partition = NodeIdentity.of_node(context.node_config).partition
+        seed = derive_seed(job.scenario.federation.seed, "defense", train_round(msg.content), partition)
         return job.scenario.defense_list(), seed
 
     app = ClientApp()

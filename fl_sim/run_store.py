@@ -15,10 +15,8 @@ from typing import Any
 
 from attacks.store import CaptureStore, ReconstructionStore
 from flaudit.io import atomic_write_json, atomic_write_text, read_json
-from flaudit.rundir import CaptureKey, RunDir
-from fl_sim.vault import GroundTruth, Vault
-
-__all__ = ["CaptureKey", "GroundTruth", "RunStore"]
+from flaudit.rundir import RunDir
+from fl_sim.vault import Vault
 
 
 class RunStore(RunDir):

@@ -10,7 +10,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from fl_sim.data import DatasetBundle
-from flaudit.seeds import derive_seed  # noqa: F401  (fl_sim's apps import it from here until they move)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

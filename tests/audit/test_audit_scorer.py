@@ -13,7 +13,9 @@ from audit.metrics import ImageMetric
 from audit.report import write_report
 from audit.scorer import RoundAudit, read_round_audits, score_run
 from audit.tensorboard import write_tensorboard
-from fl_sim.run_store import CaptureKey, GroundTruth, RunStore
+from fl_sim.run_store import RunStore
+from fl_sim.vault import GroundTruth
+from flaudit.rundir import CaptureKey
 from flaudit.io import atomic_write_json, save_tensors
 from tests.conftest import SESSION_HUB_CHECKPOINTS
 

@@ -20,7 +20,9 @@ import torchvision
 
 from audit.functional import ALEXNET, FID_INCEPTION, fid, inception_features, load_inception, load_lpips, lpips
 from audit.scorer import build_metrics, score_run
-from fl_sim.run_store import CaptureKey, GroundTruth, RunStore
+from fl_sim.run_store import RunStore
+from fl_sim.vault import GroundTruth
+from flaudit.rundir import CaptureKey
 from flaudit.io import atomic_write_json, save_tensors
 
 

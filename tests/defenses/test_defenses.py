@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from defenses import DEFENSES, apply_defenses, clip_noise, gaussian, gaussian_epsilon, global_norm, prune, validate_defense
 from defenses.accounting import ORDERS
 from flaudit.errors import ScenarioError
+from tests.conftest import REPO
 
 
 def test_prune_keeps_exactly_the_largest_magnitude_share_per_tensor():
@@ -135,3 +137,16 @@ def test_apply_defenses_runs_in_order():
     x = (torch.tensor([1.0, -5.0, 0.5, 3.0]),)
     out = apply_defenses(x, [("prune", {"ratio": 0.5}), ("gaussian", {"sigma": 0.0})], generator=torch.Generator())
     assert torch.equal(out[0], torch.tensor([0.0, -5.0, 0.0, 3.0]))
+
+
+def test_defenses_import_no_federated_learning_framework():
+    # The defenses are pure functions on tensors; Flower's mod that applies them lives in fl_sim.mods.
+    imported = set()
+    for path in sorted((REPO / "defenses").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {(alias.name.split(".")[0], path.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add((node.module.split(".")[0], path.name))
+    assert "torch" in {name for name, _ in imported}
+    assert [(name, where) for name, where in sorted(imported) if name == "flwr"] == []

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from fl_sim.run_store import CaptureKey, RunStore
+from fl_sim.run_store import RunStore
+from flaudit.rundir import CaptureKey
 from fl_sim.scenario import load_scenario
 from fl_sim.simulate import run_federation
 from tests.conftest import REPO

@@ -1,4 +1,5 @@
-"""The capture boundary: a ServerView cannot hold the client's data, and it records the defended update exactly."""
+"""The capture boundary: a ServerView cannot hold the client's data, it records the defended update exactly,
+and it wraps any Flower strategy without changing what that strategy computes."""
 
 from __future__ import annotations
 
@@ -8,17 +9,25 @@ import typing
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp.strategy import FedAdagrad, FedProx
 
 from attacks.base import ServerView, SharedMetadata
 from defenses import apply_defenses
-from fl_sim.capture import CapturingFedAvg
+from fl_sim.capture import CapturingStrategy
 from fl_sim.client_app import build_client_app
 from fl_sim.job import AppSettings, load_job
 from flaudit.models import build_model
-from fl_sim.run_store import CaptureKey, RunStore
-from fl_sim.scenario import dump_scenario, load_scenario
-from fl_sim.training import batch_gradient, normalize, sample_batch
+from flaudit.rundir import CaptureKey
 from flaudit.seeds import derive_seed
+from fl_sim.protocol import ARRAYS_KEY, CONFIG_KEY, PARTITION_KEY, SERVER_ROUND_KEY
+from fl_sim.run_store import RunStore
+from fl_sim.scenario import dump_scenario, load_scenario
+from fl_sim.server_app import build_strategy
+from fl_sim.training import batch_gradient, normalize, sample_batch
+
+pytestmark = pytest.mark.usefixtures("task_identity")
+
+NODES = {100 + p: p for p in range(3)}  # node id -> partition id, as the roll call finds them
 
 SCENARIO = """
 name: capture-test
@@ -43,25 +52,14 @@ def _job(tmp_path, write_scenario, protocol="fedsgd", drop_noise=False):
     return settings, load_job(settings)
 
 
-@pytest.fixture(autouse=True)
-def _task_identity():
-    # Messages take their sender from Flower's TaskIdentity, which the engines set; set it as the server would.
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
-
-
 def _train_message(job, node_id: int) -> Message:
     model = build_model(job.spec, seed=1)
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "config": ConfigRecord({"server-round": 1})})
+    content = RecordDict({ARRAYS_KEY: ArrayRecord(model.state_dict()), CONFIG_KEY: ConfigRecord({SERVER_ROUND_KEY: 1})})
     return Message(content, dst_node_id=node_id, message_type=MessageType.TRAIN)
 
 
 def _context(partition: int) -> Context:
-    return Context(run_id=1, node_id=100 + partition, node_config={"partition-id": partition, "num-partitions": 3},
+    return Context(run_id=1, node_id=100 + partition, node_config={PARTITION_KEY: partition, "num-partitions": 3},
                    state=RecordDict(), run_config={})
 
 
@@ -76,16 +74,17 @@ def test_server_view_has_no_field_for_images_or_labels():
         assert forbidden not in fields and forbidden not in meta_hints
 
 
-def test_captured_fedsgd_update_equals_the_clients_defended_gradient_bit_for_bit(tmp_path, write_scenario):
+def test_captured_fedsgd_update_equals_the_clients_defended_gradient_bit_for_bit(tmp_path, write_scenario, list_grid):
     settings, job = _job(tmp_path, write_scenario)
     app = build_client_app(settings)
     replies, sent = [], build_model(job.spec, seed=1).state_dict()
-    for partition in (2, 0, 1):  # out of order on purpose: the strategy sorts by partition id
+    for partition in (2, 0, 1):  # out of order on purpose: the sampling hands them on in partition order
         msg = _train_message(job, 100 + partition)
         replies.append(app(msg, _context(partition)))
-    strategy = CapturingFedAvg(job, {100 + p: p for p in range(3)})
-    strategy._sent = {k: v.clone() for k, v in sent.items()}
+    strategy, capture = build_strategy(job, NODES)
+    strategy.configure_train(1, ArrayRecord(sent), ConfigRecord(), list_grid(NODES))
     strategy.aggregate_train(1, replies)
+    assert capture.captured == [CaptureKey(1, 0), CaptureKey(1, 2)]
     job.store.seal(job.store.files("captures", "ground_truth"))  # as the ServerApp does after its rounds
 
     for partition in (0, 2):
@@ -116,13 +115,13 @@ def test_captured_fedsgd_update_equals_the_clients_defended_gradient_bit_for_bit
     assert not job.store.captures.capture_path(CaptureKey(1, 1)).exists(), "client 1 is not in capture.clients"
 
 
-def test_fedavg_capture_holds_new_weights_and_defends_the_weight_change(tmp_path, write_scenario):
+def test_fedavg_capture_holds_new_weights_and_defends_the_weight_change(tmp_path, write_scenario, list_grid):
     settings, job = _job(tmp_path, write_scenario, protocol="fedavg", drop_noise=True)
     app = build_client_app(settings)
     sent = build_model(job.spec, seed=1).state_dict()
     replies = [app(_train_message(job, 100 + p), _context(p)) for p in range(3)]
-    strategy = CapturingFedAvg(job, {100 + p: p for p in range(3)})
-    strategy._sent = {k: v.clone() for k, v in sent.items()}
+    strategy, _ = build_strategy(job, NODES)
+    strategy.configure_train(1, ArrayRecord(sent), ConfigRecord(), list_grid(NODES))
     arrays, _ = strategy.aggregate_train(1, replies)
     job.store.seal(job.store.files("captures", "ground_truth"))
     view = job.store.captures.read_view(CaptureKey(1, 0))
@@ -134,3 +133,51 @@ def test_fedavg_capture_holds_new_weights_and_defends_the_weight_change(tmp_path
         assert int((change == 0).sum()) >= change.numel() // 2, name
         assert int((change != 0).sum()) > 0, name
     assert arrays is not None and set(arrays.keys()) == set(sent.keys())
+
+
+@pytest.mark.parametrize("make_inner", [
+    lambda: FedProx(proximal_mu=0.1, fraction_evaluate=0.0),
+    lambda: FedAdagrad(eta=0.1, eta_l=0.1, tau=1e-3, fraction_evaluate=0.0),
+], ids=["FedProx", "FedAdagrad"])
+def test_capture_wraps_any_strategy_records_the_replies_and_changes_nothing(tmp_path, write_scenario, list_grid, make_inner):
+    settings, job = _job(tmp_path, write_scenario, protocol="fedavg", drop_noise=True)
+    app = build_client_app(settings)
+    sent = ArrayRecord(build_model(job.spec, seed=1).state_dict())
+    grid = list_grid(NODES)
+
+    def replies() -> list[Message]:  # fresh ones for each strategy: a strategy may rewrite a reply in place
+        return [app(_train_message(job, node), _context(partition)) for node, partition in NODES.items()]
+
+    bare, wrapped = make_inner(), CapturingStrategy(make_inner(), job)
+    # Flower samples with the global `random`; both draw all three nodes, in whatever order.
+    bare_messages = list(bare.configure_train(1, sent, ConfigRecord(), grid))
+    wrapped_messages = list(wrapped.configure_train(1, sent, ConfigRecord(), grid))
+    assert {m.metadata.dst_node_id for m in wrapped_messages} == {m.metadata.dst_node_id for m in bare_messages} == set(NODES)
+    # The inner strategy's own config travels unchanged (FedProx adds its proximal term's weight).
+    assert dict(wrapped_messages[0].content[CONFIG_KEY]) == dict(bare_messages[0].content[CONFIG_KEY])
+
+    want_arrays, want_metrics = bare.aggregate_train(1, replies())
+    got_arrays, got_metrics = wrapped.aggregate_train(1, replies())
+    assert wrapped.captured == [CaptureKey(1, 0), CaptureKey(1, 2)]
+    assert got_arrays is not None and want_arrays is not None
+    for name, want in want_arrays.to_torch_state_dict().items():
+        assert torch.equal(got_arrays.to_torch_state_dict()[name], want), name
+    assert dict(got_metrics or {}) == dict(want_metrics or {})
+    job.store.seal(job.store.files("captures", "ground_truth"))
+    view = job.store.captures.read_view(CaptureKey(1, 2))
+    for name, value in view.model.state_dict().items():
+        assert torch.equal(value, sent.to_torch_state_dict()[name]), name
+
+
+def test_a_failed_client_ends_the_round_with_its_reason(tmp_path, write_scenario, list_grid):
+    from flwr.app import Error
+
+    from flaudit.errors import FlauditError
+
+    _, job = _job(tmp_path, write_scenario)
+    strategy, capture = build_strategy(job, NODES)
+    strategy.configure_train(1, ArrayRecord(build_model(job.spec, seed=1).state_dict()), ConfigRecord(), list_grid(NODES))
+    failed = Message(Error(code=0, reason="out of memory"), reply_to=_train_message(job, 101))
+    with pytest.raises(FlauditError, match="round 1: 1 client.*out of memory"):
+        strategy.aggregate_train(1, [failed])
+    assert capture.captured == []

@@ -9,7 +9,9 @@ from attacks.base import SharedMetadata
 from flaudit.errors import CaptureCorruptError
 from flaudit.io import atomic_write_text
 from flaudit.models import ModelSpec, build_model
-from fl_sim.run_store import CaptureKey, GroundTruth, RunStore
+from fl_sim.run_store import RunStore
+from fl_sim.vault import GroundTruth
+from flaudit.rundir import CaptureKey
 
 META = SharedMetadata("fedsgd", 2, 2, 1, 0.1, (1, 8, 8), 10, (0.3,), (0.4,))
 

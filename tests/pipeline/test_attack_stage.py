@@ -11,7 +11,9 @@ from attacks.simulate import fedsgd_view
 from attacks.stage import attack
 from pipeline.stages import attack_run
 from flaudit.models import ModelSpec, build_model
-from fl_sim.run_store import CaptureKey, GroundTruth, RunStore
+from fl_sim.run_store import RunStore
+from fl_sim.vault import GroundTruth
+from flaudit.rundir import CaptureKey
 from fl_sim.scenario import AttackConfig
 from flaudit.errors import FlauditError
 from pipeline.stages import known_labels

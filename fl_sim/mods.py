@@ -9,20 +9,18 @@ from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
 from defenses.registry import apply_defenses
+from fl_sim.protocol import ARRAYS_KEY, ReplyMetadata
 
 # (message, context) -> (the defenses to apply as (name, params), the seed of their noise)
 DefenseResolver = Callable[[Message, Context], tuple[Sequence[tuple[str, Mapping[str, float]]], int]]
-
-ARRAYS_KEY = "arrays"
-META_KEY = "meta"
 
 
 class DefenseMod:
     """Defend the update in a train reply.
 
-    The reply's `meta` ConfigRecord says what the arrays are: `update-kind` is `gradient` (FedSGD)
-    or `weights` (FedAvg), and `param-keys` lists the trainable tensors. Defenses act on the
-    gradient, or on the weight change (returned - sent) for FedAvg; non-trainable buffers
+    The reply's metadata (`ReplyMetadata`) says what the arrays are: `update_kind` is `gradient`
+    (FedSGD) or `weights` (FedAvg), and `param_keys` lists the trainable tensors. Defenses act on
+    the gradient, or on the weight change (returned - sent) for FedAvg; non-trainable buffers
     (BatchNorm statistics) pass through unchanged.
     """
 
@@ -36,11 +34,11 @@ class DefenseMod:
         defenses, seed = self.resolve(msg, context)
         if not defenses:
             return reply
-        meta = reply.content[META_KEY]
-        keys = list(meta["param-keys"])
+        meta = ReplyMetadata.of_reply(reply.content)
+        keys = list(meta.param_keys)
         returned = reply.content[ARRAYS_KEY].to_torch_state_dict()
         tensors = [returned[k] for k in keys]
-        weights = meta["update-kind"] == "weights"
+        weights = meta.update_kind == "weights"
         if weights:
             sent = msg.content[ARRAYS_KEY].to_torch_state_dict()
             tensors = [t - sent[k] for t, k in zip(tensors, keys)]
