@@ -13,10 +13,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from attacks.config import AttackConfig
 from attacks.matching import reconstruct_in_groups
 from attacks.registry import create_attack
 from attacks.store import CaptureStore, ReconstructionStore
@@ -26,9 +27,6 @@ from flaudit.errors import CaptureCorruptError, FlauditError
 from flaudit.progress import is_quiet, progress
 from flaudit.rundir import CaptureKey
 from flaudit.seeds import derive_seed
-
-if TYPE_CHECKING:
-    from fl_sim.scenario import AttackConfig
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from attacks.config import AttackConfig
 from attacks.params import check_attack_params
 from defenses.specs import DEFENSE_SPECS, validate_defense
 from flaudit.errors import FlauditError, ScenarioError
+from flaudit.fields import bounds, range_problem
 from flaudit.registry import closest
 
 T = TypeVar("T")
@@ -52,11 +54,6 @@ METRIC_NAMES: tuple[str, ...] = ("mse", "psnr", "ssim", "lpips", "fid")
 DATASET_NAMES: tuple[str, ...] = (
     "caltech101", "celeba", "cifar10", "cifar100", "digits", "imagenette", "lfw-faces", "stanford-dogs",
 )
-
-
-def bounds(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict[str, Any]:
-    """Field metadata: the allowed interval of a numeric scenario key (checked at load time)."""
-    return {"range": (low, high, low_open)}
 
 
 @dataclass(frozen=True)
@@ -141,30 +138,6 @@ class CaptureConfig:
 
     def wants(self, server_round: int, client: int) -> bool:
         return (self.rounds is None or server_round in self.rounds) and (self.clients is None or client in self.clients)
-
-
-@dataclass(frozen=True)
-class AttackConfig:
-    """The attack run on the captured updates after the federation.
-
-    Args:
-        name: attack registry name (`dlg`, `idlg`, `inverting_gradients`, `gradinversion`, `analytic_linear`).
-        params: the attack's hyperparameters.
-        known_labels: threat model: the attacker is given the true labels (recorded in the report).
-        rounds: rounds to attack (None: every captured round).
-        clients: clients to attack (None: every captured client).
-        seed: seed of the attack's random initialisations (each update's own, derived from it).
-        clients_per_batch: how many of one round's clients are inverted as one batched
-            computation (None: all of them); lower it when the batch does not fit in memory.
-    """
-
-    name: str = "inverting_gradients"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    known_labels: bool = False
-    rounds: tuple[int, ...] | None = None
-    clients: tuple[int, ...] | None = None
-    seed: int = field(default=0, metadata=bounds(0))
-    clients_per_batch: int | None = field(default=None, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -410,13 +383,9 @@ def _convert(tp: Any, value: Any, source: str, where: str, metadata: Mapping[str
 
 
 def _in_range(value: float, source: str, where: str, metadata: Mapping[str, Any]) -> Any:
-    low, high, low_open = metadata.get("range", (None, None, False))
-    if low is not None and (value <= low if low_open else value < low):
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        upper = f" and <= {high:g}" if high is not None else ""
-        raise ScenarioError(f"{source}: {where}: {value:g} is out of range; allowed: {bound}{upper}")
-    if high is not None and value > high:
-        raise ScenarioError(f"{source}: {where}: {value:g} is out of range; allowed: <= {high:g}")
+    problem = range_problem(value, metadata)
+    if problem:
+        raise ScenarioError(f"{source}: {where}: {problem}")
     return value
 
 

@@ -15,7 +15,7 @@ from attacks.threat import KnownLabels
 from flaudit.errors import CaptureCorruptError
 from fl_sim.run_store import RunStore
 from flaudit.rundir import CaptureKey
-from fl_sim.scenario import AttackConfig
+from attacks.config import AttackConfig
 
 
 def vault_problems(store: RunStore, config: AttackConfig) -> dict[CaptureKey, str]:

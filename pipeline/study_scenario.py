@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from attacks.params import ATTACK_PARAMS
-from fl_sim.scenario import bounds, parse_yaml_as
+from flaudit.fields import bounds
+from fl_sim.scenario import parse_yaml_as
 from flaudit.errors import ScenarioError
 from semsim.config import TrainConfig
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from attacks.config import AttackConfig
 from flaudit.errors import FlauditError
+from flaudit.fields import flag_type
 from pipeline.commands.options import add_threads_option
 
 if TYPE_CHECKING:
     from fl_sim.run_store import RunStore
-    from fl_sim.scenario import AttackConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, nargs="+", help="rounds to attack (default: all captured)")
     parser.add_argument("--clients", type=int, nargs="+", help="clients to attack (default: all captured)")
     parser.add_argument("--known-labels", action="store_true", help="threat model: give the attack the true labels")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the attack's initialisations")
-    parser.add_argument("--clients-per-batch", type=int, default=None, metavar="N",
+    parser.add_argument("--seed", type=flag_type(AttackConfig, "seed"), default=None, help="seed of the attack's initialisations (>= 0)")
+    parser.add_argument("--clients-per-batch", type=flag_type(AttackConfig, "clients_per_batch"), default=None, metavar="N",
                         help="invert at most N clients of a round as one batched computation (default: all)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--force", action="store_true", help="re-attack updates that already have a reconstruction")
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
     """The scenario's attack section, overridden by the command line."""
     from attacks.params import check_attack_params
-    from fl_sim.scenario import AttackConfig, load_scenario
+    from fl_sim.scenario import load_scenario
 
     base = load_scenario(store.scenario_path).attack if store.scenario_path.exists() else None
     base = base or AttackConfig()

@@ -66,3 +66,22 @@ def test_verify_checks_a_run_without_torch(tmp_path: Path) -> None:
     assert result["code"] == 0 and result["heavy"] == []
     (run.root / "captures" / "a.json").write_text("{ }")
     assert _run("verify", str(run.root))["code"] == 1
+
+
+@pytest.mark.parametrize(("flag", "value", "allowed"), [("--clients-per-batch", "-1", ">= 1"), ("--seed", "-3", ">= 0"), ("--seed", "x", "an integer")])
+def test_bad_flag_values_are_one_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, allowed: str) -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["attack", str(tmp_path), flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {flag}: " in err and allowed in err and "Traceback" not in err
+
+
+def test_a_config_built_in_python_is_checked_like_the_yaml() -> None:
+    from attacks.config import AttackConfig
+    from flaudit.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"AttackConfig.clients_per_batch: 0 is out of range; allowed: >= 1"):
+        AttackConfig(clients_per_batch=0)

@@ -14,7 +14,7 @@ from flaudit.models import ModelSpec, build_model
 from fl_sim.run_store import RunStore
 from fl_sim.vault import GroundTruth
 from flaudit.rundir import CaptureKey
-from fl_sim.scenario import AttackConfig
+from attacks.config import AttackConfig
 from flaudit.errors import FlauditError
 from pipeline.stages import known_labels
 from audit.scorer import read_round_audits
