@@ -236,3 +236,21 @@ def digits_oracle(digits, tmp_path_factory):
     train_x, train_y, test_x, test_y = digits
     path = tmp_path_factory.mktemp("oracle") / "oracle_digits.safetensors"
     return train_oracle(train_x, train_y, num_classes=10, cache_path=path, val_images01=test_x, val_labels=test_y, epochs=10, net_width=16)
+
+
+#: Test folders that run on one torch thread: on the shared 2-core machine, spinning OpenMP workers
+#: cost the scoring and attack tests more than they give.
+ONE_THREAD_FOLDERS = ("audit", "pipeline")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    if Path(str(request.module.__file__)).parent.name not in ONE_THREAD_FOLDERS:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
