@@ -6,16 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flaudit.fields import bounds, check_ranges
+from attacks.params import ATTACK_PARAMS, check_attack_params
+from flaudit.fields import FieldError, check, spec
 
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """The attack run on the captured updates after the federation.
+    """The attack run on the captured updates after the federation (checked when built).
 
     Args:
         name: attack registry name (`dlg`, `idlg`, `inverting_gradients`, `gradinversion`, `analytic_linear`).
-        params: the attack's hyperparameters.
+        params: the attack's hyperparameters (`attacks.params`), checked against its declarations.
         known_labels: threat model: the attacker is given the true labels (recorded in the report).
         rounds: rounds to attack (None: every captured round).
         clients: clients to attack (None: every captured client).
@@ -24,13 +25,22 @@ class AttackConfig:
             computation (None: all of them); lower it when the batch does not fit in memory.
     """
 
-    name: str = "inverting_gradients"
+    name: str = spec("inverting_gradients", doc="attack registry name")
     params: Mapping[str, Any] = field(default_factory=dict)
-    known_labels: bool = False
-    rounds: tuple[int, ...] | None = None
-    clients: tuple[int, ...] | None = None
-    seed: int = field(default=0, metadata=bounds(0))
-    clients_per_batch: int | None = field(default=None, metadata=bounds(1))
+    known_labels: bool = spec(False, doc="threat model: the attacker is given the true labels")
+    rounds: tuple[int, ...] | None = spec(None, ge=1, doc="rounds to attack (default: every captured round)")
+    clients: tuple[int, ...] | None = spec(None, ge=0, doc="clients to attack (default: every captured client)")
+    seed: int = spec(0, ge=0, doc="seed of the attack's random initialisations")
+    clients_per_batch: int | None = spec(
+        None, ge=1, doc="at most this many clients of a round inverted as one batched computation (default: all)"
+    )
 
     def __post_init__(self) -> None:
-        check_ranges(self)
+        check(self)
+        owner = type(self).__name__
+        if self.name not in ATTACK_PARAMS:
+            raise FieldError(owner, "name", ATTACK_PARAMS.unknown_message(self.name))
+        try:
+            check_attack_params(self.name, self.params)
+        except FieldError as err:
+            raise err.within(owner, "params") from None

@@ -9,7 +9,7 @@ from attacks.analytic import AnalyticLinear
 from attacks.base import Attack
 from attacks.dlg import DLG, IDLG
 from attacks.inverting_gradients import GradInversion, InvertingGradients
-from attacks.params import ATTACK_PARAMS, check_unknown
+from attacks.params import ATTACK_PARAMS, build_params
 from flaudit.registry import Registry
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
@@ -33,9 +33,7 @@ def create_attack(name: str, **params: Any) -> Attack:
         AttackParameterError: an unknown parameter, or a value of the wrong type or out of
             range (the message names the attack, the parameter and what is allowed).
     """
-    cls = ATTACKS.get(name)
-    check_unknown(cls, name, params)
-    return cls(**params)
+    return build_params(ATTACKS.get(name), name, params)
 
 
 __all__ = ["ATTACKS", "attack_parameters", "create_attack"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from defenses import functional as F
-from defenses.specs import DEFENSE_SPECS, DefenseSpec, Param, validate_defense
+from defenses.specs import DEFENSE_SPECS, DefenseSpec, validate_defense
 from flaudit.registry import Registry
 
 
@@ -20,7 +20,8 @@ class DefenseDef:
     spec: DefenseSpec
 
     @property
-    def params(self) -> Mapping[str, Param]:
+    def params(self) -> type:
+        """The frozen dataclass declaring the defense's parameters (`defenses.specs`)."""
         return self.spec.params
 
     @property

@@ -1,28 +1,28 @@
-"""Scenario files: YAML that maps 1:1 onto nested frozen dataclasses, validated once at load time.
+"""Scenario files: the schema (nested frozen dataclasses) and its YAML loading and dumping.
 
-Unknown keys (with the nearest valid name), wrong types and out-of-range values fail with
-one `ScenarioError` naming the file, the key path and what is allowed.
+Each key is declared once with `flaudit.fields.spec` and checked by its class's `__post_init__`,
+so a scenario built in Python and one read from a file obey the same rule. Unknown keys (with
+the nearest valid name), wrong types and out-of-range values fail with one `ScenarioError`
+naming the file, the key path and what is allowed. This module is schema only: it imports no
+torch and none of the modules that run a scenario.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 
 from attacks.config import AttackConfig
-from attacks.params import check_attack_params
-from defenses.specs import DEFENSE_SPECS, validate_defense
-from flaudit.errors import FlauditError, ScenarioError
-from flaudit.fields import bounds, range_problem
+from defenses.specs import DEFENSE_SPECS, defense_params
+from flaudit.errors import ScenarioError
+from flaudit.fields import FieldError, build, check, check_value, spec
 from flaudit.registry import closest
 
 T = TypeVar("T")
@@ -75,17 +75,20 @@ class FederationConfig:
             `threads // client_cpus` clients train side by side.
     """
 
-    clients: int = field(default=4, metadata=bounds(1))
-    rounds: int = field(default=3, metadata=bounds(1))
-    fraction: float = field(default=1.0, metadata=bounds(0.0, 1.0, low_open=True))
-    protocol: Literal["fedsgd", "fedavg"] = "fedavg"
-    local_epochs: int = field(default=1, metadata=bounds(1))
-    local_steps: int | None = field(default=None, metadata=bounds(1))
-    batch_size: int = field(default=32, metadata=bounds(1))
-    learning_rate: float = field(default=0.1, metadata=bounds(0.0, None, low_open=True))
-    momentum: float = field(default=0.0, metadata=bounds(0.0, 1.0))
-    seed: int = field(default=0, metadata=bounds(0))
-    client_cpus: int = field(default=1, metadata=bounds(1))
+    clients: int = spec(4, ge=1, doc="number of simulated clients")
+    rounds: int = spec(3, ge=1, doc="server rounds")
+    fraction: float = spec(1.0, gt=0.0, le=1.0, doc="share of clients sampled for training each round")
+    protocol: str = spec("fedavg", choices=("fedsgd", "fedavg"), doc="what a client returns: one batch's gradient or new weights")
+    local_epochs: int = spec(1, ge=1, doc="FedAvg local epochs")
+    local_steps: int | None = spec(None, ge=1, doc="FedAvg local SGD steps; when set it replaces local_epochs")
+    batch_size: int = spec(32, ge=1, doc="client batch size")
+    learning_rate: float = spec(0.1, gt=0.0, doc="client SGD learning rate (FedSGD: the server's step size)")
+    momentum: float = spec(0.0, ge=0.0, le=1.0, doc="client SGD momentum (FedAvg only)")
+    seed: int = spec(0, ge=0, doc="partitioning, initial weights, client sampling, batches and defense noise")
+    client_cpus: int = spec(1, ge=1, doc="CPUs (and torch threads) of each simulated client")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -103,38 +106,64 @@ class DataConfig:
         max_examples: cap on training examples (None: all), for quick runs on large datasets.
     """
 
-    dataset: str = "digits"
-    partition: Literal["iid", "dirichlet"] = "iid"
-    alpha: float = field(default=0.5, metadata=bounds(0.0, None, low_open=True))
-    image_size: int | None = field(default=None, metadata=bounds(4))
-    root: str = "~/.cache/flaudit/datasets"
-    test_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0, low_open=True))
-    max_examples: int | None = field(default=None, metadata=bounds(1))
+    dataset: str = spec("digits", doc="dataset name, or imagefolder:PATH")
+    partition: str = spec("iid", choices=("iid", "dirichlet"), doc="how the data is split across clients")
+    alpha: float = spec(0.5, gt=0.0, doc="Dirichlet concentration; smaller is more skewed")
+    image_size: int | None = spec(None, ge=4, doc="side length images are resized to (null: the dataset's own)")
+    root: str = spec("~/.cache/flaudit/datasets", doc="where downloadable datasets live")
+    test_fraction: float = spec(0.2, gt=0.0, le=1.0, doc="share held out for evaluation when there is no test split")
+    max_examples: int | None = spec(None, ge=1, doc="cap on training examples (null: all)")
+
+    def __post_init__(self) -> None:
+        check(self)
+        problem = check_dataset_name(self.dataset)
+        if problem:
+            raise FieldError(type(self).__name__, "dataset", problem)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The classifier: `lenet`, `convnet`, `resnet20`, `resnet32` or `resnet18`."""
 
-    name: str = "lenet"
-    width: int | None = field(default=None, metadata=bounds(1))
-    bn: bool = True
+    name: str = spec("lenet", doc="classifier architecture")
+    width: int | None = spec(None, ge=1, doc="base width (null: the architecture's own)")
+    bn: bool = spec(True, doc="batch normalisation")
+
+    def __post_init__(self) -> None:
+        check(self)
+        problem = check_name(self.name, MODEL_NAMES, "model")
+        if problem:
+            raise FieldError(type(self).__name__, "name", problem)
 
 
 @dataclass(frozen=True)
 class DefenseConfig:
-    """One client-side defense, applied to the update before it leaves the client."""
+    """One client-side defense, applied to the update before it leaves the client.
 
-    name: str
+    Built, its `params` are checked against the defense's declarations (`defenses.specs`) and
+    hold every parameter, defaults filled in.
+    """
+
+    name: str = spec(doc="defense registry name")
     params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(self)
+        try:
+            object.__setattr__(self, "params", defense_params(self.name, self.params))
+        except FieldError as err:
+            raise err.within(type(self).__name__, "" if err.key == "name" else "params") from None
 
 
 @dataclass(frozen=True)
 class CaptureConfig:
     """Which updates the honest-but-curious server records (None: all)."""
 
-    rounds: tuple[int, ...] | None = None
-    clients: tuple[int, ...] | None = None
+    rounds: tuple[int, ...] | None = spec(None, ge=1, doc="rounds whose updates are recorded (null: all)")
+    clients: tuple[int, ...] | None = spec(None, ge=0, doc="clients whose updates are recorded (null: all)")
+
+    def __post_init__(self) -> None:
+        check(self)
 
     def wants(self, server_round: int, client: int) -> bool:
         return (self.rounds is None or server_round in self.rounds) and (self.clients is None or client in self.clients)
@@ -151,19 +180,40 @@ class AuditConfig:
         align_by: the cost the Hungarian alignment minimises.
     """
 
-    metrics: tuple[Literal["mse", "psnr", "ssim", "lpips", "fid"], ...] = METRIC_NAMES
-    oracle: bool = True
-    semsim_checkpoint: str | None = None
-    align_by: Literal["mse", "ssim"] = "mse"
+    metrics: tuple[str, ...] = spec(METRIC_NAMES, choices=METRIC_NAMES, doc="classic metrics to compute")
+    oracle: bool = spec(True, doc="score recognition with the machine annotator")
+    semsim_checkpoint: str | None = spec(None, doc="a SemSim checkpoint; when set SemSim joins the metrics")
+    align_by: str = spec("mse", choices=("mse", "ssim"), doc="the cost the Hungarian alignment minimises")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)
 class SweepAxis:
     """One defense parameter to sweep; each value makes a variant of the scenario."""
 
-    defense: str
-    param: str
-    values: tuple[float, ...]
+    defense: str = spec(doc="defense registry name")
+    param: str = spec(doc="the parameter of that defense")
+    values: tuple[float, ...] = spec(doc="one variant per value")
+
+    def __post_init__(self) -> None:
+        given = self.values  # as written (-1, not -1.0), for the messages
+        check(self)
+        owner = type(self).__name__
+        if self.defense not in DEFENSE_SPECS:
+            raise FieldError(owner, "defense", DEFENSE_SPECS.unknown_message(self.defense))
+        params = DEFENSE_SPECS.get(self.defense).params
+        names = DEFENSE_SPECS.get(self.defense).param_names()
+        if self.param not in names:
+            hint = closest(self.param, names)
+            suggestion = f" (did you mean {hint!r}?)" if hint else ""
+            raise FieldError(owner, "param", f"{self.param!r} is not a parameter of {self.defense!r}{suggestion}; allowed: {', '.join(names)}")
+        for index, value in enumerate(given):
+            try:
+                check_value(params, self.param, value)
+            except FieldError as err:
+                raise FieldError(owner, f"values[{index}]", err.problem) from None
 
 
 @dataclass(frozen=True)
@@ -176,8 +226,8 @@ class Scenario:
     value; a CPU attack's do, in float rounding, and its record states the count.
     """
 
-    name: str = "scenario"
-    description: str = ""
+    name: str = spec("scenario", doc="run name (the run directory's name)")
+    description: str = spec("", doc="one line for the report")
     federation: FederationConfig = field(default_factory=FederationConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -186,9 +236,21 @@ class Scenario:
     attack: AttackConfig | None = None
     audit: AuditConfig = field(default_factory=AuditConfig)
     sweep: tuple[SweepAxis, ...] = ()
-    output_dir: str = "runs"
-    device: str = "auto"
-    threads: int | None = field(default=None, metadata=bounds(1))
+    output_dir: str = spec("runs", doc="where run directories go")
+    device: str = spec("auto", doc="auto, cpu or cuda[:N] for attacks and metrics")
+    threads: int | None = spec(None, ge=1, doc="CPU threads (and Ray CPUs) this run may use")
+
+    def __post_init__(self) -> None:
+        check(self)
+        listed = {d.name for d in self.defenses}
+        for index, axis in enumerate(self.sweep):
+            # A sweep appends a defense the scenario does not list (`pipeline.runs.sweep_variants`);
+            # its other required parameters then have no value.
+            required = [f.name for f in dataclasses.fields(DEFENSE_SPECS.get(axis.defense).params)
+                        if f.name != axis.param and f.default is dataclasses.MISSING]
+            if axis.defense not in listed and required:
+                raise FieldError(type(self).__name__, f"sweep[{index}].defense",
+                                 f"{axis.defense!r} is not in defenses, so its {', '.join(required)} has no value; list it there")
 
     def defense_list(self) -> tuple[tuple[str, dict[str, float]], ...]:
         return tuple((d.name, dict(d.params)) for d in self.defenses)
@@ -215,15 +277,18 @@ def read_text(path: str | Path) -> str:
 
 def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     """Validate scenario YAML text (see `load_scenario`)."""
-    return _check_names(parse_yaml_as(Scenario, text, source=source), source)
+    return parse_yaml_as(Scenario, text, source=source)
 
 
 def parse_yaml_as(cls: type[T], text: str, *, source: str) -> T:
-    """Parse YAML text into the frozen dataclass `cls` (nested dataclasses, tuples, literals, ranges).
+    """Parse YAML text into the frozen config dataclass `cls` (`flaudit.fields.build`, section by section).
+
+    Sections become their dataclasses and lists tuples here; every value is then checked by its
+    class's `__post_init__`, so a file and a config built in Python get the same message.
 
     Raises:
-        ScenarioError: not YAML, not a mapping, unknown key (with the nearest valid one), wrong type,
-            value out of range; the message names `source` and the key path.
+        ScenarioError: not YAML, not a mapping, unknown key (with the nearest valid one), missing
+            key, wrong type, value out of range; `source: key.path: problem; allowed: ...`.
     """
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
@@ -233,7 +298,10 @@ def parse_yaml_as(cls: type[T], text: str, *, source: str) -> T:
         data = {}
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
-    return _build(cls, data, source, "")
+    try:
+        return build(cls, data, owner="", convert=_convert)
+    except FieldError as err:
+        raise ScenarioError(f"{source}: {err}") from None
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
@@ -255,38 +323,16 @@ def dump_scenario(scenario: Scenario) -> str:
     return yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
 
 
-def _check_names(scenario: Scenario, source: str) -> Scenario:
-    """Check names resolved through registries (models, datasets, defenses, attacks); fill defense defaults."""
-    problem = _check_name(scenario.model.name, MODEL_NAMES, "model")
-    if problem:
-        raise ScenarioError(f"{source}: model.name: {problem}")
-    problem = check_dataset_name(scenario.data.dataset)
-    if problem:
-        raise ScenarioError(f"{source}: data.dataset: {problem}")
-    defenses = tuple(
-        DefenseConfig(d.name, validate_defense(d.name, d.params, where=f"{source}: defenses[{index}]"))
-        for index, d in enumerate(scenario.defenses)
-    )
-    for index, axis in enumerate(scenario.sweep):
-        for value in axis.values:
-            validate_defense(axis.defense, {axis.param: value} | _required_fill(axis), where=f"{source}: sweep[{index}]")
-    if scenario.attack is not None:
-        try:
-            check_attack_params(scenario.attack.name, dict(scenario.attack.params))
-        except FlauditError as err:
-            raise ScenarioError(f"{source}: attack: {err}") from None
-    return dataclasses.replace(scenario, defenses=defenses)
-
-
 def check_dataset_name(name: str) -> str | None:
     """None if `name` is a known dataset name, else the message to show."""
     if name.startswith("imagefolder:"):
         return None if name.split(":", 1)[1] else "imagefolder needs a path: imagefolder:PATH"
-    problem = _check_name(name, DATASET_NAMES, "dataset")
+    problem = check_name(name, DATASET_NAMES, "dataset")
     return problem + ", imagefolder:PATH" if problem else None
 
 
-def _check_name(name: str, known: tuple[str, ...], kind: str) -> str | None:
+def check_name(name: str, known: tuple[str, ...], kind: str) -> str | None:
+    """None if `name` is one of `known`, else a registry's message: `no model 'vgg'; known: ...`."""
     if name in known:
         return None
     hint = closest(name, known)
@@ -294,100 +340,19 @@ def _check_name(name: str, known: tuple[str, ...], kind: str) -> str | None:
     return f"no {kind} {name!r}{suggestion}; known: {', '.join(sorted(known))}"
 
 
-def _required_fill(axis: SweepAxis) -> dict[str, float]:
-    # A sweep over one parameter of a defense with several required parameters takes the others
-    # from that defense's entry in `defenses`; validation here only needs placeholders.
-    if axis.defense not in DEFENSE_SPECS:
-        return {}
-    return {k: max(p.low, 0.0) + 1.0 for k, p in DEFENSE_SPECS.get(axis.defense).params.items() if k != axis.param and p.default is None}
-
-
-def _build(cls: type, data: Any, source: str, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ScenarioError(f"{source}: {where or 'top level'}: expected a mapping, got {_type_name(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        key_path = f"{where}.{key}" if where else str(key)
-        if key not in fields:
-            hint = closest(str(key), tuple(fields))
-            suggestion = f"; did you mean {hint!r}?" if hint else ""
-            raise ScenarioError(f"{source}: {key_path}: unknown key{suggestion} Allowed here: {', '.join(fields)}")
-        kwargs[key] = _convert(hints[key], value, source, key_path, fields[key].metadata)
-    missing = [
-        name for name, f in fields.items()
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ScenarioError(f"{source}: {where + '.' if where else ''}{missing[0]}: required key is missing")
-    return cls(**kwargs)
-
-
-def _convert(tp: Any, value: Any, source: str, where: str, metadata: Mapping[str, Any]) -> Any:
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """The structure of a YAML value: sections become dataclasses, lists tuples; scalars pass as
+    they are, for the class's own check."""
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            if type(None) in get_args(tp):
-                return None
-        errors = []
-        for option in options:
-            try:
-                return _convert(option, value, source, where, metadata)
-            except ScenarioError as err:
-                errors.append(err)
-        raise errors[0]
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            hint = closest(str(value), tuple(str(a) for a in allowed))
-            suggestion = f" (did you mean {hint!r}?)" if hint else ""
-            raise ScenarioError(f"{source}: {where}: {value!r} is not allowed{suggestion}; allowed: {', '.join(map(str, allowed))}")
-        return value
-    if origin is tuple:
-        inner = get_args(tp)[0]
-        if not isinstance(value, (list, tuple)):
-            raise ScenarioError(f"{source}: {where}: expected a list, got {_type_name(value)}")
-        return tuple(_convert(inner, item, source, f"{where}[{i}]", metadata) for i, item in enumerate(value))
-    if origin in (Mapping, dict, typing.Mapping) or tp is Mapping:
-        if not isinstance(value, Mapping):
-            raise ScenarioError(f"{source}: {where}: expected a mapping, got {_type_name(value)}")
-        return dict(value)
+        return value if value is None or len(options) != 1 else _convert(options[0], value, where)
+    if origin is tuple and isinstance(value, list):
+        return tuple(_convert(get_args(tp)[0], item, f"{where}[{i}]") for i, item in enumerate(value))
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ScenarioError(f"{source}: {where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ScenarioError(f"{source}: {where}: expected an integer, got {value!r}")
-        return _in_range(value, source, where, metadata)
-    if tp is float:
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads "1e-3" as a string
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ScenarioError(f"{source}: {where}: expected a number, got {value!r}")
-        return _in_range(float(value), source, where, metadata)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ScenarioError(f"{source}: {where}: expected a string, got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    raise TypeError(f"scenario field type {tp!r} is not supported")  # a bug in this module, not user input
-
-
-def _in_range(value: float, source: str, where: str, metadata: Mapping[str, Any]) -> Any:
-    problem = range_problem(value, metadata)
-    if problem:
-        raise ScenarioError(f"{source}: {where}: {problem}")
+        if not isinstance(value, Mapping):
+            raise FieldError("", where, f"expected a mapping, got {'null' if value is None else type(value).__name__}")
+        return build(tp, value, owner=where, convert=_convert)
+    if isinstance(value, Mapping):
+        return dict(value)
     return value
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__

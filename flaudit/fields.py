@@ -1,68 +1,422 @@
-"""Field specs for configuration dataclasses: the allowed interval of a numeric key, declared once
-and checked the same way by the YAML loader (`fl_sim.scenario`), by `__post_init__` when a
-config is built in Python, and by the command line's flags (torch-free)."""
+"""One way to declare a configuration key: its type, allowed values, default and one line of doc.
+
+A config class is a frozen dataclass whose fields are declared with `spec` and whose
+`__post_init__` calls `check`. The same rule then runs wherever a value comes from:
+
+- built in Python: `check` (from `__post_init__`) raises `FieldError("Owner.key: ...")`;
+- a YAML file: `build` constructs the class from a mapping (unknown keys, missing keys) and the
+  loader prefixes the file and the key path (`fl_sim.scenario.parse_yaml_as`);
+- a command-line flag: `flag_type` / `flag` make argparse's `type=`, so a bad value is argparse's
+  one-line `error: argument --seed: ...` (exit status 2).
+
+Every message has one form: `owner.key: <value> is out of range; allowed: float in (0, inf)
+(default 0.1) - step size`. Torch-free, and it imports nothing of the other packages.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
+import numbers
+import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin
 
 from flaudit.errors import ScenarioError
+from flaudit.registry import closest
+
+_METADATA_KEY = "flaudit.spec"
 
 
-def bounds(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict[str, Any]:
-    """Field metadata: the allowed interval of a numeric key, [low, high] (or (low, high] when `low_open`)."""
-    return {"range": (low, high, low_open)}
+class FieldError(ScenarioError):
+    """A configuration value breaks its field's rule.
+
+    Args:
+        owner: who holds the key: a class name, an attack name, or a key path such as `attack`
+            (empty at the top level of a file).
+        key: the key, relative to `owner` (`lr`, `rounds[1]`, `params.lr`).
+        problem: what is wrong and what is allowed.
+    """
+
+    def __init__(self, owner: str, key: str, problem: str) -> None:
+        self.owner, self.key, self.problem = owner, key, problem
+        super().__init__(f"{join(owner, key)}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Ray moves errors between processes)
+        return type(self), (self.owner, self.key, self.problem)
+
+    def within(self, owner: str, prefix: str = "") -> FieldError:
+        """The same problem (and error class) seen from `owner`, the key under `prefix`."""
+        return type(self)(owner, join(prefix, self.key), self.problem)
 
 
-def range_problem(value: float, metadata: Mapping[str, Any]) -> str | None:
-    """`"-3 is out of range; allowed: >= 0"` when `value` is outside the field's interval, else None."""
-    low, high, low_open = metadata.get("range", (None, None, False))
-    if low is not None and (value <= low if low_open else value < low):
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        upper = f" and <= {high:g}" if high is not None else ""
-        return f"{value:g} is out of range; allowed: {bound}{upper}"
-    if high is not None and value > high:
-        return f"{value:g} is out of range; allowed: <= {high:g}"
-    return None
+def join(path: str, key: str) -> str:
+    """`path.key`, or `key` at the top level (`key` may start with an index: `[1]`)."""
+    if not path:
+        return key
+    return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
 
 
-def check_ranges(instance: Any) -> None:
-    """Check every bounded field of a config dataclass (call from `__post_init__`).
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a field allows beyond its type: an interval (numbers) or a set of choices, and its doc.
+
+    Args:
+        low: lower end of the interval (None: -inf).
+        high: upper end (None: inf).
+        low_open: `low` itself is excluded.
+        high_open: `high` itself is excluded.
+        choices: the allowed values (None: any value of the type).
+        doc: one line on what the key does, for messages and help texts.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def interval(self) -> str | None:
+        """`[1, inf)`, `(0, 1]`, ...; None when the field has no bound."""
+        if self.low is None and self.high is None:
+            return None
+        left = "(" if self.low is None or self.low_open else "["
+        right = ")" if self.high is None or self.high_open else "]"
+        low = "-inf" if self.low is None else _number(self.low)
+        high = "inf" if self.high is None else _number(self.high)
+        return f"{left}{low}, {high}{right}"
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+_NO_SPEC = FieldSpec()
+
+
+def spec(
+    default: Any = dataclasses.MISSING,
+    *,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    doc: str = "",
+) -> Any:
+    """A dataclass field with its allowed values (checked by `check`, `build` and `flag_type`).
+
+    The field's annotation is its type (`int`, `float`, `bool`, `str`, `X | None`,
+    `tuple[X, ...]`); bounds and choices apply to each number or element.
+
+    Args:
+        default: the default value (leave out for a required key).
+        default_factory: for a default that is built per instance.
+        ge: value >= ge (at most one of ge and gt).
+        gt: value > gt.
+        le: value <= le (at most one of le and lt).
+        lt: value < lt.
+        choices: the allowed values.
+        doc: one line on what the key does.
+
+    Returns:
+        A `dataclasses.field` whose metadata holds the frozen `FieldSpec`.
+    """
+    if ge is not None and gt is not None or le is not None and lt is not None:
+        raise ValueError("give at most one lower bound (ge or gt) and one upper bound (le or lt)")
+    declared = FieldSpec(
+        low=gt if gt is not None else ge,
+        high=lt if lt is not None else le,
+        low_open=gt is not None,
+        high_open=lt is not None,
+        choices=tuple(choices) if choices is not None else None,
+        doc=doc,
+    )
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={_METADATA_KEY: declared})
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One field of a config class, its type resolved: what `check` and the messages need."""
+
+    name: str
+    hint: Any
+    spec: FieldSpec
+    default: Any  # dataclasses.MISSING when the key is required
+
+    def allowed(self) -> str:
+        """`float in (0, inf) (default 0.1) - step size`."""
+        default = "" if self.default is dataclasses.MISSING else f" (default {show(self.default)})"
+        return f"{_kind(self.hint, self.spec)}{default}{self.doc_suffix()}"
+
+    def allowed_flag(self) -> str:
+        """What one command-line value may be: `int in [1, inf) - step size` (no null; the flag's
+        default is the command's own, usually the scenario's value)."""
+        return f"{_kind(_leaf(self.hint), self.spec)}{self.doc_suffix()}"
+
+    def doc_suffix(self) -> str:
+        return f" - {self.spec.doc}" if self.spec.doc else ""
+
+
+@functools.cache
+def _rules(cls: type) -> dict[str, _Rule]:
+    hints = typing.get_type_hints(cls)
+    rules = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        rules[f.name] = _Rule(f.name, hints[f.name], f.metadata.get(_METADATA_KEY, _NO_SPEC), default)
+    return rules
+
+
+def check(instance: Any, *, owner: str | None = None) -> None:
+    """Check every field of a config dataclass; call it from `__post_init__`.
+
+    Checks the type, interval and choices of each value; an int given for a float field is
+    stored as a float, a list given for a tuple field as a tuple.
+
+    Args:
+        instance: the dataclass instance (frozen or not).
+        owner: who to name in messages (default: the class name).
 
     Raises:
-        ScenarioError: `Owner.key: value is out of range; allowed: ...`.
+        FieldError: `Owner.key: <problem>; allowed: <what the field allows>`.
     """
-    for field in dataclasses.fields(instance):
-        value = getattr(instance, field.name)
-        if "range" not in field.metadata or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        problem = range_problem(value, field.metadata) if math.isfinite(value) else f"{value} is not a finite number"
-        if problem:
-            raise ScenarioError(f"{type(instance).__name__}.{field.name}: {problem}")
+    owner = owner or type(instance).__name__
+    for rule in _rules(type(instance)).values():
+        value = getattr(instance, rule.name)
+        checked = _checked(rule, value, owner, rule.name, rule.hint)
+        if checked is not value:
+            object.__setattr__(instance, rule.name, checked)  # frozen dataclasses too
+
+
+def check_value(cls: type, name: str, value: Any, *, owner: str | None = None) -> Any:
+    """`value` checked against field `name` of `cls` (coerced like `check` does).
+
+    Raises:
+        FieldError: as `check` would for an instance holding `value`.
+    """
+    rule = _rules(cls)[name]
+    return _checked(rule, value, owner or cls.__name__, name, rule.hint)
+
+
+def describe(cls: type, name: str) -> str:
+    """What field `name` of `cls` allows: `float in (0, inf) (default 0.1) - step size` (for help texts)."""
+    return _rules(cls)[name].allowed()
+
+
+def build(
+    cls: type,
+    data: Mapping[str, Any],
+    *,
+    owner: str,
+    convert: Callable[[Any, Any, str], Any] | None = None,
+) -> Any:
+    """`cls(**data)`, with unknown and missing keys reported like bad values.
+
+    Args:
+        cls: a config dataclass (its `__post_init__` calls `check`).
+        data: key -> value, e.g. a section of a YAML file.
+        owner: the key path of `data` in messages (`attack`, `defenses[0]`; empty at the top level).
+        convert: `convert(type, value, key_path)` turns a raw value into what the field holds
+            (the YAML loader builds nested sections with it); values pass as they are without it.
+
+    Raises:
+        FieldError: `owner.key: unknown key (did you mean ...?); allowed here: ...`,
+            `owner.key: required key is missing; allowed: ...`, or the problem `check` found,
+            seen from `owner`.
+    """
+    rules = _rules(cls)
+    init = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in init:
+            hint = closest(str(key), tuple(init))
+            suggestion = f" (did you mean {hint!r}?)" if hint else ""
+            raise FieldError(owner, str(key), f"unknown key{suggestion}; allowed here: {', '.join(init)}")
+        kwargs[key] = convert(rules[key].hint, value, join(owner, key)) if convert else value
+    for name in init:
+        if name not in kwargs and rules[name].default is dataclasses.MISSING:
+            raise FieldError(owner, name, f"required key is missing; allowed: {rules[name].allowed()}")
+    try:
+        return cls(**kwargs)
+    except FieldError as err:
+        raise err.within(owner) from None
 
 
 def flag_type(cls: type, name: str) -> Callable[[str], Any]:
-    """An argparse `type=` for a command-line flag that sets field `name` of `cls`: parsed as the
-    field's number type and checked against its declared interval, so a bad value is argparse's
-    one-line `error: argument --flag: ...` (exit status 2), never a traceback."""
-    field = {f.name: f for f in dataclasses.fields(cls)}[name]
-    hint = typing.get_type_hints(cls)[name]
-    kind = float if float in (typing.get_args(hint) or (hint,)) else int
+    """An argparse `type=` for a flag that sets field `name` of `cls` (one element of a tuple field).
+
+    The text is parsed as the field's type and checked with the field's rule, so a bad value is
+    argparse's one-line `error: argument --flag: <problem>; allowed: ...` (exit status 2).
+    """
+    rule = _rules(cls)[name]
+    leaf = _leaf(rule.hint)
 
     def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a number' if kind is float else 'an integer'}") from None
-        problem = range_problem(value, field.metadata)
-        if problem:
-            raise argparse.ArgumentTypeError(problem)
-        return value
+        value: Any = text
+        if leaf in (int, float):
+            try:
+                value = leaf(text)
+            except ValueError:
+                expected = "an integer" if leaf is int else "a number"
+                raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}; allowed: {rule.allowed_flag()}") from None
+        problem, checked = _problem(leaf, rule.spec, value, name)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{problem[1]}; allowed: {rule.allowed_flag()}")
+        return checked
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    parse.__name__ = getattr(leaf, "__name__", "value")  # argparse names the type in some messages
     return parse
+
+
+def flag(cls: type, name: str, *, help: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: A002 - argparse's name
+    """Keyword arguments of `add_argument` for a flag that sets field `name` of `cls`.
+
+    `type=` is `flag_type(cls, name)`; the help is `help` (default: the field's doc) followed by
+    what the field allows; `kwargs` are passed on (`default=None`, `metavar=`, `nargs=`).
+    """
+    rule = _rules(cls)[name]
+    text = f"{help or rule.spec.doc} ({_kind(_leaf(rule.hint), rule.spec)})".replace("%", "%%")  # argparse %-formats help
+    return {"type": flag_type(cls, name), "help": text, **kwargs}
+
+
+def show(value: Any) -> str:
+    """A value as a YAML user writes it: null, true, 'text', 0.1, [1, 2]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+# --- the rule itself --------------------------------------------------------------------------------
+
+
+def _checked(rule: _Rule, value: Any, owner: str, key: str, hint: Any) -> Any:
+    """`value` coerced to `hint`, or FieldError naming `owner.key`."""
+    problem, checked = _problem(hint, rule.spec, value, key)
+    if problem is not None:
+        bad_key, text = problem
+        raise FieldError(owner, bad_key, f"{text}; allowed: {rule.allowed()}")
+    return checked
+
+
+def _problem(hint: Any, declared: FieldSpec, value: Any, key: str) -> tuple[tuple[str, str] | None, Any]:
+    """((key, problem) or None, the coerced value)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = get_args(hint)
+        if value is None and type(None) in args:
+            return None, None
+        options = [a for a in args if a is not type(None)]
+        if len(options) != 1:
+            raise TypeError(f"config field type {hint!r} is not supported")  # a bug in a declaration
+        return _problem(options[0], declared, value, key)
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return (key, f"expected a list, got {_type_name(value)}"), value
+        items = []
+        for index, item in enumerate(value):
+            problem, checked = _problem(get_args(hint)[0], declared, item, f"{key}[{index}]")
+            if problem is not None:
+                return problem, value
+            items.append(checked)
+        same = isinstance(value, tuple) and all(a is b for a, b in zip(items, value))
+        return None, value if same else tuple(items)
+    if hint is Mapping or origin in (Mapping, dict, typing.Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            return (key, f"expected a mapping, got {_type_name(value)}"), value
+        return None, value
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            return (key, f"expected a mapping of {hint.__name__}'s keys, got {_type_name(value)}"), value
+        return None, value
+    problem, checked = _scalar(hint, value)
+    if problem is None:
+        problem = _allowed_value(declared, checked, given=value)
+    return ((key, problem) if problem else None), checked
+
+
+def _scalar(hint: Any, value: Any) -> tuple[str | None, Any]:
+    if hint is Any:
+        return None, value
+    if hint is bool:
+        return (None if isinstance(value, bool) else f"expected true or false, got {show(value)}"), value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"expected an integer, got {show(value)}", value
+        return None, value if type(value) is int else int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"expected a number, got {show(value)}", value
+        number = value if type(value) is float else float(value)
+        if not math.isfinite(number):
+            return f"{show(value)} is not a finite number", value
+        return None, number
+    if hint is str:
+        return (None if isinstance(value, str) else f"expected a string, got {show(value)}"), value
+    raise TypeError(f"config field type {hint!r} is not supported")  # a bug in a declaration
+
+
+def _allowed_value(declared: FieldSpec, value: Any, *, given: Any) -> str | None:
+    """What is wrong with a value of the right type (`given` is how it was written: -1, not -1.0)."""
+    if declared.choices is not None and value not in declared.choices:
+        hint = closest(value, tuple(str(c) for c in declared.choices)) if isinstance(value, str) else None
+        suggestion = f" (did you mean {hint!r}?)" if hint else ""
+        return f"{show(given)} is not allowed{suggestion}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not declared.contains(value):
+        return f"{show(given)} is out of range"
+    return None
+
+
+def _kind(hint: Any, declared: FieldSpec) -> str:
+    """What a type and spec allow, in words: `int in [1, inf)`, `one of 'l2', 'cosine'`, `list of ...`."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        return " or ".join(_kind(option, declared) for option in options) + " or null"
+    if origin is tuple:
+        return f"list of {_kind(get_args(hint)[0], declared)}"
+    if declared.choices is not None:
+        return "one of " + ", ".join(show(c) for c in declared.choices)
+    if hint is Mapping or origin in (Mapping, dict, typing.Mapping) or hint is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(hint):
+        return f"mapping of {hint.__name__}'s keys"
+    name = {bool: "true or false", int: "int", float: "float", str: "str", Any: "any value"}.get(hint, str(hint))
+    interval = declared.interval()
+    return f"{name} in {interval}" if interval else name
+
+
+def _leaf(hint: Any) -> Any:
+    """The scalar type under `X | None` and `tuple[X, ...]` (what one flag value is)."""
+    while get_origin(hint) in (Union, types.UnionType, tuple):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    return hint
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else repr(bound)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+__all__ = ["FieldError", "FieldSpec", "build", "check", "check_value", "describe", "flag", "flag_type", "join", "show", "spec"]

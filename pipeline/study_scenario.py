@@ -5,54 +5,76 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attacks.params import ATTACK_PARAMS
-from flaudit.fields import bounds
-from fl_sim.scenario import parse_yaml_as
+from attacks.params import ATTACK_PARAMS, check_attack_params
+from fl_sim.scenario import MODEL_NAMES, check_dataset_name, check_name, parse_yaml_as
 from flaudit.errors import ScenarioError
+from flaudit.fields import FieldError, build, check, spec
 from semsim.config import TrainConfig
 
 CLASSIC_METRICS = ("mse", "psnr", "ssim", "lpips", "fid")
 ALL_METRICS = (*CLASSIC_METRICS, "oracle", "semsim")
 POLICIES = ("flip", "shift", "rotate", "invert")
+VARIANT_KINDS = ("vanilla", "augment", "gaussian", "prune")
+HOLDOUTS = ("attack", "architecture")
 
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
     """A classifier architecture of `flaudit.models` (name, width, batch norm)."""
 
-    name: str = "lenet"
-    width: int | None = None
-    bn: bool = False
+    name: str = spec("lenet", doc="classifier architecture")
+    width: int | None = spec(None, ge=1, doc="base width (null: the architecture's own)")
+    bn: bool = spec(False, doc="batch normalisation")
+
+    def __post_init__(self) -> None:
+        check(self)
+        problem = check_name(self.name, MODEL_NAMES, "model")
+        if problem:
+            raise FieldError(type(self).__name__, "name", problem)
 
 
 @dataclass(frozen=True)
 class VariantConfig:
     """A model variant: `vanilla`, `augment` (with `policy`), `gaussian` (`sigma`) or `prune` (`ratio`)."""
 
-    name: str
-    kind: str = "vanilla"
-    policy: str | None = None
-    sigma: float = 0.0
-    ratio: float = 0.0
+    name: str = spec(doc="variant name (unique)")
+    kind: str = spec("vanilla", choices=VARIANT_KINDS, doc="how the model differs from vanilla training")
+    policy: str | None = spec(None, choices=POLICIES, doc="augmentation policy (kind augment)")
+    sigma: float = spec(0.0, ge=0.0, doc="Gaussian noise on the update (kind gaussian)")
+    ratio: float = spec(0.0, ge=0.0, le=1.0, doc="share of the update pruned (kind prune)")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.kind == "augment" and self.policy is None:
+            raise FieldError(type(self).__name__, "policy", f"required when kind is augment; allowed: one of {', '.join(map(repr, POLICIES))}")
 
 
 @dataclass(frozen=True)
-class AttackConfig:
-    """An attack of `attacks.registry` with parameters overriding its defaults."""
+class StudyAttack:
+    """An attack of `attacks.registry` with parameters overriding its defaults (checked when built)."""
 
-    name: str
+    name: str = spec(doc="attack registry name")
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(self)
+        owner = type(self).__name__
+        if self.name not in ATTACK_PARAMS:
+            raise FieldError(owner, "name", ATTACK_PARAMS.unknown_message(self.name))
+        try:
+            check_attack_params(self.name, self.params)
+        except FieldError as err:
+            raise err.within(owner, "params") from None
 
 
 @dataclass(frozen=True)
 class StudyScenario:
-    """The study's settings (the YAML file maps 1:1 onto these fields).
+    """The study's settings (the YAML file maps 1:1 onto these fields; checked when built).
 
     Args:
         name: study name (output folder name under `output`).
@@ -68,29 +90,50 @@ class StudyScenario:
         classifier_lr: its SGD learning rate.
         oracle_epochs: epochs of the machine annotator.
         holdout: `attack` or `architecture`: what SemSim leaves out in each fold.
-        semsim: `semsim.train.TrainConfig` fields.
+        semsim: `semsim.config.TrainConfig` fields.
         human_annotations: optional JSON Lines of people's judgements, used instead of the oracle.
         n_boot: bootstrap resamples of the correlation CIs.
         device: `auto`, `cpu`, `cuda`.
     """
 
-    name: str = "metric-study"
-    output: str = "runs/study"
-    seed: int = field(default=0, metadata=bounds(0))
-    datasets: tuple[str, ...] = ("digits",)
+    name: str = spec("metric-study", doc="study name (output folder name under output)")
+    output: str = spec("runs/study", doc="where results go")
+    seed: int = spec(0, ge=0, doc="every random choice")
+    datasets: tuple[str, ...] = spec(("digits",), doc="datasets by name")
     architectures: tuple[ArchitectureConfig, ...] = (ArchitectureConfig("lenet"), ArchitectureConfig("convnet", width=8))
     variants: tuple[VariantConfig, ...] = (VariantConfig("vanilla"),)
-    attacks: tuple[AttackConfig, ...] = (AttackConfig("dlg", {"iterations": 30}),)
-    images: int = field(default=16, metadata=bounds(1))
-    attack_batch: int = field(default=4, metadata=bounds(1))
-    classifier_epochs: int = field(default=2, metadata=bounds(1))
-    classifier_lr: float = field(default=0.05, metadata=bounds(0.0, low_open=True))
-    oracle_epochs: int = field(default=15, metadata=bounds(1))
-    holdout: str = "attack"
+    attacks: tuple[StudyAttack, ...] = (StudyAttack("dlg", {"iterations": 30}),)
+    images: int = spec(16, ge=1, doc="client images attacked per dataset")
+    attack_batch: int = spec(4, ge=1, doc="images per FedSGD update")
+    classifier_epochs: int = spec(2, ge=1, doc="epochs each classifier variant is trained")
+    classifier_lr: float = spec(0.05, gt=0.0, doc="its SGD learning rate")
+    oracle_epochs: int = spec(15, ge=1, doc="epochs of the machine annotator")
+    holdout: str = spec("attack", choices=HOLDOUTS, doc="what SemSim leaves out in each fold")
     semsim: Mapping[str, Any] = field(default_factory=dict)
-    human_annotations: str | None = None
-    n_boot: int = field(default=1000, metadata=bounds(1))
-    device: str = "auto"
+    human_annotations: str | None = spec(None, doc="JSON Lines of people's judgements, used instead of the oracle")
+    n_boot: int = spec(1000, ge=1, doc="bootstrap resamples of the correlation CIs")
+    device: str = spec("auto", doc="auto, cpu or cuda[:N]")
+
+    def __post_init__(self) -> None:
+        check(self)
+        owner = type(self).__name__
+        for index, dataset in enumerate(self.datasets):
+            problem = check_dataset_name(dataset)
+            if problem:
+                raise FieldError(owner, f"datasets[{index}]", problem)
+        groups = len(self.attacks) if self.holdout == "attack" else len(self.architectures)
+        if groups < 2:
+            raise FieldError(owner, "holdout", f"leave-one-{self.holdout}-out needs at least two {self.holdout}s")
+        names = [v.name for v in self.variants]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise FieldError(owner, f"variants[{index}].name", f"{name!r} is already a variant's name; names must be unique")
+        if self.images % self.attack_batch:
+            raise FieldError(owner, "images", f"{self.images} is not a multiple of attack_batch ({self.attack_batch})")
+        try:
+            build(TrainConfig, self.semsim, owner="")  # the keys given; the study fills the others (`pipeline.study`)
+        except FieldError as err:
+            raise err.within(owner, "semsim") from None
 
 
 def load_study(path: str | Path) -> StudyScenario:
@@ -103,34 +146,4 @@ def load_study(path: str | Path) -> StudyScenario:
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(f"{path}: study scenario not found; start from scenarios/metric_study.yaml")
-    scenario = parse_yaml_as(StudyScenario, path.read_text(encoding="utf-8"), source=str(path))
-    _validate(scenario, str(path))
-    return scenario
-
-
-def _validate(s: StudyScenario, where: str) -> None:
-    if s.holdout not in ("attack", "architecture"):
-        raise ScenarioError(f"{where}: holdout: {s.holdout!r}; allowed: attack, architecture")
-    groups = len(s.attacks) if s.holdout == "attack" else len(s.architectures)
-    if groups < 2:
-        raise ScenarioError(f"{where}: holdout: leave-one-{s.holdout}-out needs at least two {s.holdout}s")
-    for i, v in enumerate(s.variants):
-        if v.kind not in ("vanilla", "augment", "gaussian", "prune"):
-            raise ScenarioError(f"{where}: variants[{i}].kind: {v.kind!r}; allowed: vanilla, augment, gaussian, prune")
-        if v.kind == "augment" and v.policy not in POLICIES:
-            raise ScenarioError(f"{where}: variants[{i}].policy: {v.policy!r}; allowed: {', '.join(POLICIES)}")
-        if v.kind == "prune" and not 0 <= v.ratio <= 1:
-            raise ScenarioError(f"{where}: variants[{i}].ratio: {v.ratio}; must be in [0, 1]")
-        if v.kind == "gaussian" and v.sigma < 0:
-            raise ScenarioError(f"{where}: variants[{i}].sigma: {v.sigma}; must be >= 0")
-    if len({v.name for v in s.variants}) != len(s.variants):
-        raise ScenarioError(f"{where}: variants: names must be unique")
-    if s.images < s.attack_batch or s.images % s.attack_batch:
-        raise ScenarioError(f"{where}: images: {s.images} must be a positive multiple of attack_batch ({s.attack_batch})")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(s.semsim) - known)
-    if unknown:
-        raise ScenarioError(f"{where}: semsim: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    for i, a in enumerate(s.attacks):
-        if a.name not in ATTACK_PARAMS:
-            raise ScenarioError(f"{where}: attacks[{i}].name: {ATTACK_PARAMS.unknown_message(a.name)}")
+    return parse_yaml_as(StudyScenario, path.read_text(encoding="utf-8"), source=str(path))

@@ -1,10 +1,14 @@
-"""SemSim's training settings, without torch (the study's scenario loader checks them before any heavy import)."""
+"""SemSim's settings, without torch: the study's scenario loader and the command line check them
+before any heavy import, with the rule and message of every config key (`flaudit.fields`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flaudit.errors import FlauditError
+from flaudit.fields import check, spec
+
+BACKBONE_NAMES: tuple[str, ...] = ("lenet", "resnet18", "resnet50")  # `semsim.model.BACKBONES`, named without torch
+PRETRAINED: tuple[str, ...] = ("auto", "imagenet", "none")
 
 
 @dataclass(frozen=True)
@@ -30,28 +34,44 @@ class TrainConfig:
         device: `auto`, `cpu` or `cuda[:N]`.
     """
 
-    backbone: str = "resnet18"
-    width: int | None = None
-    input_size: int = 32
-    in_channels: int = 3
-    pretrained: str = "auto"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    step_size: int | None = None
-    gamma: float = 0.1
-    margin: float = 1.0
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
+    backbone: str = spec("resnet18", choices=BACKBONE_NAMES, doc="embedding network")
+    width: int | None = spec(None, ge=1, doc="the backbone's base width (null: the published one)")
+    input_size: int = spec(32, ge=1, doc="image side the network sees")
+    in_channels: int = spec(3, ge=1, doc="network input channels (grey images are repeated)")
+    pretrained: str = spec("auto", choices=PRETRAINED, doc="ImageNet init from the torch hub cache (auto: when present)")
+    epochs: int = spec(30, ge=1, doc="passes over the training triplets")
+    batch_size: int = spec(64, ge=1, doc="triplets per step")
+    lr: float = spec(0.01, gt=0.0, doc="SGD learning rate")
+    momentum: float = spec(0.9, ge=0.0, doc="SGD momentum")
+    weight_decay: float = spec(5e-4, ge=0.0, doc="SGD weight decay")
+    step_size: int | None = spec(None, ge=1, doc="epochs per learning-rate drop (null: a third of the epochs)")
+    gamma: float = spec(0.1, gt=0.0, doc="learning-rate factor at each drop")
+    margin: float = spec(1.0, gt=0.0, doc="triplet margin")
+    val_fraction: float = spec(0.2, ge=0.0, lt=1.0, doc="share of originals held out for validation")
+    seed: int = spec(0, ge=0, doc="weights, split and triplet sampling")
+    device: str = spec("auto", doc="auto, cpu or cuda[:N]")
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "epochs", "batch_size", "in_channels"):
-            if int(getattr(self, name)) < 1:
-                raise FlauditError(f"TrainConfig.{name}={getattr(self, name)}; must be >= 1")
-        if not 0 <= self.val_fraction < 1:
-            raise FlauditError(f"TrainConfig.val_fraction={self.val_fraction}; must be in [0, 1)")
-        if self.lr <= 0 or self.margin <= 0:
-            raise FlauditError("TrainConfig.lr and margin must be > 0")
+        check(self)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """`flaudit semsim score`'s settings (`semsim.score.semsim`)."""
+
+    batch_size: int = spec(128, ge=1, doc="images per forward pass")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class CorrelateConfig:
+    """`flaudit semsim correlate`'s settings (`semsim.correlate.correlate_rows`)."""
+
+    n_boot: int = spec(2000, ge=1, doc="bootstrap resamples for the CIs")
+    confidence: float = spec(0.95, gt=0.0, lt=1.0, doc="confidence level of the CIs")
+    seed: int = spec(0, ge=0, doc="seed of the bootstrap")
+
+    def __post_init__(self) -> None:
+        check(self)

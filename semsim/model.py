@@ -18,6 +18,7 @@ from torch import nn
 
 from flaudit.errors import CaptureCorruptError, FlauditError, WeightsUnavailableError
 from flaudit.registry import Registry
+from semsim.config import BACKBONE_NAMES
 
 CHECKPOINT_FORMAT = "flaudit-semsim/1"
 
@@ -133,6 +134,8 @@ class LeNetEmbedding(nn.Module):
 BACKBONES.add("resnet18", _torchvision_resnet(18))
 BACKBONES.add("resnet50", _torchvision_resnet(50))
 BACKBONES.add("lenet", LeNetEmbedding)
+# `semsim.config` names the backbones without torch (the config is checked before any heavy import); both must agree.
+assert BACKBONES.names() == BACKBONE_NAMES, (BACKBONES.names(), BACKBONE_NAMES)
 
 
 def hub_checkpoint_dir() -> Path:

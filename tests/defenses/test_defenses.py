@@ -123,13 +123,13 @@ def test_epsilon_known_value_and_composition():
 def test_registry_validates_parameters():
     assert set(DEFENSES.names()) == {"gaussian", "prune", "clip_noise"}
     assert validate_defense("clip_noise", {"clip_norm": 1, "noise_multiplier": 1.1}, where="f.yaml: defenses[0]")["delta"] == 1e-5
-    with pytest.raises(ScenarioError, match=r"defenses\[0\]\.ratio: 1\.5 is out of range; allowed: \[0, 1\]"):
+    with pytest.raises(ScenarioError, match=r"defenses\[0\]\.ratio: 1\.5 is out of range; allowed: float in \[0, 1\] - share of entries zeroed per tensor$"):
         validate_defense("prune", {"ratio": 1.5}, where="f.yaml: defenses[0]")
-    with pytest.raises(ScenarioError, match="did you mean 'sigma'"):
+    with pytest.raises(ScenarioError, match=r"f\.yaml: defenses\[0\]\.sigm: unknown key \(did you mean 'sigma'\?\); allowed here: sigma$"):
         validate_defense("gaussian", {"sigm": 0.1}, where="f.yaml: defenses[0]")
     with pytest.raises(ScenarioError, match="known: clip_noise, gaussian, prune"):
         validate_defense("dropout", {}, where="f.yaml: defenses[0]")
-    with pytest.raises(ScenarioError, match="required parameter"):
+    with pytest.raises(ScenarioError, match=r"defenses\[0\]\.sigma: required key is missing; allowed: float in \[0, inf\)"):
         validate_defense("gaussian", {}, where="f.yaml: defenses[0]")
 
 
