@@ -58,40 +58,4 @@ def test_room_imports_only_the_rooms_below_it(room: str) -> None:
     assert problems == []
 
 
-def module_level_imports(path: Path) -> set[str]:
-    """First-party modules a file imports when it is loaded (top-level statements, TYPE_CHECKING aside)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.split(".")[0] in ROOMS}
-
-
-def test_no_module_level_import_cycle() -> None:
-    modules = {
-        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
-        for room in ROOMS for path in (REPO / room).rglob("*.py")
-    }
-    graph = {name: {m for m in module_level_imports(path) if m in modules and m != name} for name, path in modules.items()}
-    state: dict[str, int] = {}  # 1 on the current path, 2 done
-
-    def visit(name: str, trail: list[str]) -> list[str] | None:
-        state[name] = 1
-        for nxt in sorted(graph[name]):
-            if state.get(nxt) == 1:
-                return [*trail[trail.index(nxt):], nxt] if nxt in trail else [*trail, nxt]
-            if nxt not in state:
-                cycle = visit(nxt, [*trail, nxt])
-                if cycle:
-                    return cycle
-        state[name] = 2
-        return None
-
-    for name in sorted(graph):
-        if name not in state:
-            cycle = visit(name, [name])
-            assert cycle is None, " -> ".join(cycle)
+# The module-level import cycle check lives in tests/test_import_graph.py.
