@@ -284,12 +284,17 @@ def flag_type(cls: type, name: str) -> Callable[[str], Any]:
 def flag(cls: type, name: str, *, help: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: A002 - argparse's name
     """Keyword arguments of `add_argument` for a flag that sets field `name` of `cls`.
 
-    `type=` is `flag_type(cls, name)`; the help is `help` (default: the field's doc) followed by
-    what the field allows; `kwargs` are passed on (`default=None`, `metavar=`, `nargs=`).
+    `type=` is `flag_type(cls, name)`; the help is `help` (argparse's `%(default)s` works there;
+    default: the field's doc) followed by what the field allows and the flag's default when it
+    has a value; `kwargs` are passed on (`default=`, `metavar=`, `nargs=`).
     """
     rule = _rules(cls)[name]
-    text = f"{help or rule.spec.doc} ({_kind(_leaf(rule.hint), rule.spec)})".replace("%", "%%")  # argparse %-formats help
-    return {"type": flag_type(cls, name), "help": text, **kwargs}
+    allowed = _kind(_leaf(rule.hint), rule.spec)
+    default = kwargs.get("default")
+    if default is not None and default is not argparse.SUPPRESS and help is None:
+        allowed += f"; default {show(default)}"
+    text = help if help is not None else rule.spec.doc.replace("%", "%%")  # argparse %-formats help
+    return {"type": flag_type(cls, name), "help": f"{text} ({allowed.replace('%', '%%')})", **kwargs}
 
 
 def show(value: Any) -> str:

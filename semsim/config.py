@@ -35,7 +35,7 @@ class TrainConfig:
     """
 
     backbone: str = spec("resnet18", choices=BACKBONE_NAMES, doc="embedding network")
-    width: int | None = spec(None, ge=1, doc="the backbone's base width (null: the published one)")
+    width: int | None = spec(None, ge=1, doc="the backbone's base width (default: the published one)")
     input_size: int = spec(32, ge=1, doc="image side the network sees")
     in_channels: int = spec(3, ge=1, doc="network input channels (grey images are repeated)")
     pretrained: str = spec("auto", choices=PRETRAINED, doc="ImageNet init from the torch hub cache (auto: when present)")
@@ -44,7 +44,7 @@ class TrainConfig:
     lr: float = spec(0.01, gt=0.0, doc="SGD learning rate")
     momentum: float = spec(0.9, ge=0.0, doc="SGD momentum")
     weight_decay: float = spec(5e-4, ge=0.0, doc="SGD weight decay")
-    step_size: int | None = spec(None, ge=1, doc="epochs per learning-rate drop (null: a third of the epochs)")
+    step_size: int | None = spec(None, ge=1, doc="epochs per learning-rate drop (default: a third of the epochs)")
     gamma: float = spec(0.1, gt=0.0, doc="learning-rate factor at each drop")
     margin: float = spec(1.0, gt=0.0, doc="triplet margin")
     val_fraction: float = spec(0.2, ge=0.0, lt=1.0, doc="share of originals held out for validation")

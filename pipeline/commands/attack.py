@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from attacks.config import AttackConfig
+from attacks.params import ATTACK_PARAMS
 from flaudit.errors import FlauditError
-from flaudit.fields import flag_type
+from flaudit.fields import flag
 from pipeline.commands.options import add_threads_option
 
 if TYPE_CHECKING:
@@ -27,19 +27,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Finished updates are kept unless --force.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--attack", help="attack name (default: the scenario's attack, else inverting_gradients)")
+    parser.add_argument("--attack", type=_attack_name, help="attack name (default: the scenario's attack, else inverting_gradients)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="attack hyperparameter (JSON value), repeatable, e.g. --param iterations=300")
-    parser.add_argument("--rounds", type=int, nargs="+", help="rounds to attack (default: all captured)")
-    parser.add_argument("--clients", type=int, nargs="+", help="clients to attack (default: all captured)")
+    parser.add_argument("--rounds", **flag(AttackConfig, "rounds", nargs="+", help="rounds to attack (default: the scenario's, else all captured)"))
+    parser.add_argument("--clients", **flag(AttackConfig, "clients", nargs="+", help="clients to attack (default: the scenario's, else all captured)"))
     parser.add_argument("--known-labels", action="store_true", help="threat model: give the attack the true labels")
-    parser.add_argument("--seed", type=flag_type(AttackConfig, "seed"), default=None, help="seed of the attack's initialisations (>= 0)")
-    parser.add_argument("--clients-per-batch", type=flag_type(AttackConfig, "clients_per_batch"), default=None, metavar="N",
-                        help="invert at most N clients of a round as one batched computation (default: all)")
+    parser.add_argument("--seed", **flag(AttackConfig, "seed", default=None, help="seed of the attack's initialisations (default: the scenario's)"))
+    parser.add_argument("--clients-per-batch", **flag(
+        AttackConfig, "clients_per_batch", default=None, metavar="N",
+        help="invert at most N clients of a round as one batched computation (default: the scenario's, else all)",
+    ))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--force", action="store_true", help="re-attack updates that already have a reconstruction")
     add_threads_option(parser)
     parser.set_defaults(func=_attack)
+
+
+def _attack_name(text: str) -> str:
+    """A registered attack's name; else argparse's error with the registry's message."""
+    if text not in ATTACK_PARAMS:
+        raise argparse.ArgumentTypeError(ATTACK_PARAMS.unknown_message(text))
+    return text
 
 
 def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from fl_sim.scenario import METRIC_NAMES
+from fl_sim.scenario import METRIC_NAMES, AuditConfig
 from flaudit.errors import FlauditError
-from pipeline.commands.options import add_threads_option
+from flaudit.fields import flag
+from pipeline.commands.options import add_threads_option, comma_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,13 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ground truth, score every image, and rewrite metrics.jsonl, rounds.jsonl, tb/ and report.md.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory written by `flaudit run`")
-    parser.add_argument("--metrics", default=",".join(METRIC_NAMES),
+    parser.add_argument("--metrics", type=comma_list(AuditConfig, "metrics"), default=",".join(METRIC_NAMES),
                         help=f"comma-separated metrics (known: {', '.join(METRIC_NAMES)}; default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: %(default)s)")
     parser.add_argument("--no-oracle", action="store_true", help="skip the machine annotator")
     parser.add_argument("--oracle-cache", type=Path, help="folder to cache the oracle in (default RUN_DIR/cache)")
     parser.add_argument("--semsim", metavar="CHECKPOINT", help="add SemSim with this checkpoint")
-    parser.add_argument("--align-by", default="mse", choices=("mse", "ssim"), help="matching cost (default: %(default)s)")
+    parser.add_argument("--align-by", **flag(AuditConfig, "align_by", default=AuditConfig.align_by, help="matching cost (default: %(default)s)"))
     parser.add_argument("--no-download", action="store_true", help="never download LPIPS/FID weights")
     add_threads_option(parser)
     parser.set_defaults(func=_audit)
@@ -42,8 +43,7 @@ def _audit(args: argparse.Namespace) -> int:
     if not (store.root / "attacks").is_dir():
         raise FlauditError(f"{store.root}: no reconstructions (attacks/ is missing); the scenario needs an `attack:` section")
     configure_threads(args.threads, scenario_threads(store))
-    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    audits = audit_run(store, metrics=metrics, device=args.device, oracle=not args.no_oracle, oracle_cache_dir=args.oracle_cache,
+    audits = audit_run(store, metrics=args.metrics, device=args.device, oracle=not args.no_oracle, oracle_cache_dir=args.oracle_cache,
                        semsim_checkpoint=args.semsim, align_cost=args.align_by, download=not args.no_download,
                        quiet=args.quiet)
     if not args.quiet:

@@ -1,31 +1,42 @@
-"""Options several commands share."""
+"""Options several commands share. Every numeric or choice flag is checked with the declaration
+of the config key it sets (`flaudit.fields.flag`), so a bad value is argparse's one-line error."""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flaudit.errors import FlauditError
+from flaudit.fields import flag, flag_type
+from fl_sim.scenario import Scenario
 
 if TYPE_CHECKING:
     from fl_sim.run_store import RunStore
 
 
 def add_threads_option(parser: argparse.ArgumentParser, *, default: object = argparse.SUPPRESS) -> None:
-    """`--threads N`, accepted before the command and after it (a command's copy only sets it when given)."""
-    parser.add_argument("--threads", type=_positive_int, default=default, metavar="N",
-                        help="CPU threads (and Ray CPUs) this run may use; default: the scenario's `threads`, "
-                        "else OMP_NUM_THREADS, else the CPUs this process may run on (see flaudit/threads.py)")
+    """`--threads N`, accepted before the command and after it (a command's copy only sets it when given).
+
+    Checked with the scenario's `threads:` declaration (`fl_sim.scenario.Scenario`).
+    """
+    parser.add_argument("--threads", **flag(
+        Scenario, "threads", default=default, metavar="N",
+        help="CPU threads (and Ray CPUs) this run may use; default: the scenario's `threads`, "
+        "else OMP_NUM_THREADS, else the CPUs this process may run on (see flaudit/threads.py)",
+    ))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def comma_list(cls: type, name: str) -> Callable[[str], tuple[Any, ...]]:
+    """An argparse `type=` for a comma-separated flag that sets tuple field `name` of `cls`, each
+    element checked with the field's rule (`a,b` -> `("a", "b")`)."""
+    element = flag_type(cls, name)
+
+    def parse(text: str) -> tuple[Any, ...]:
+        return tuple(element(item.strip()) for item in text.split(",") if item.strip())
+
+    parse.__name__ = "list"
+    return parse
 
 
 def scenario_threads(store: "RunStore") -> int | None:

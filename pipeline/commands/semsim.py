@@ -8,8 +8,10 @@ import io
 import sys
 from pathlib import Path
 
-from pipeline.commands.options import add_threads_option
 from flaudit.errors import FlauditError
+from flaudit.fields import flag
+from pipeline.commands.options import add_threads_option
+from semsim.config import CorrelateConfig, ScoreConfig, TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,16 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--out", default="semsim.pt", help="checkpoint to write (default: semsim.pt)")
     train.add_argument("--exclude", action="append", default=[], metavar="FIELD=VALUE", help="drop annotations whose FIELD equals VALUE, e.g. attack=dlg (leave-one-out)")
     train.add_argument("--annotator", action="append", default=[], help="keep only these annotators (repeatable; e.g. oracle)")
-    train.add_argument("--backbone", default="resnet18", help="resnet18 (CIFAR-style, default), resnet50 or lenet")
-    train.add_argument("--width", type=int, default=None, help="backbone base width (default: the published one)")
-    train.add_argument("--input-size", type=int, default=32)
-    train.add_argument("--pretrained", default="auto", choices=("auto", "imagenet", "none"), help="ImageNet init from the torch hub cache (auto: when present)")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=0.01)
-    train.add_argument("--step-size", type=int, default=None, help="epochs per learning-rate drop (default: a third of the epochs)")
-    train.add_argument("--val-fraction", type=float, default=0.2, help="share of originals held out for validation")
-    train.add_argument("--seed", type=int, default=0)
+    for name in ("backbone", "width", "input_size", "pretrained", "epochs", "batch_size", "lr", "step_size", "val_fraction", "seed"):
+        # Each flag sets the TrainConfig key of its name, with its declaration and default.
+        train.add_argument("--" + name.replace("_", "-"), **flag(TrainConfig, name, default=getattr(TrainConfig, name)))
     train.add_argument("--device", default="auto")
     add_threads_option(train)
     train.set_defaults(func=_train)
@@ -45,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     score.add_argument("rec_dir", metavar="REC_DIR")
     score.add_argument("--checkpoint", required=True, help="SemSim checkpoint from `flaudit semsim train`")
     score.add_argument("--out", default=None, help="write the per-pair distances as CSV here (default: print)")
-    score.add_argument("--batch-size", type=int, default=128)
+    score.add_argument("--batch-size", **flag(ScoreConfig, "batch_size", default=ScoreConfig.batch_size))
     score.add_argument("--device", default="auto")
     add_threads_option(score)
     score.set_defaults(func=_score)
@@ -55,9 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     corr.add_argument("--target", default="recognition_rate", help="recognition-rate column (default: recognition_rate)")
     corr.add_argument("--metrics", default=None, help="comma-separated metric columns (default: every numeric column)")
     corr.add_argument("--group", default="dataset", help="column giving one table per value (default: dataset)")
-    corr.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs")
-    corr.add_argument("--confidence", type=float, default=0.95)
-    corr.add_argument("--seed", type=int, default=0)
+    for name in ("n_boot", "confidence", "seed"):
+        corr.add_argument("--" + name.replace("_", "-"), **flag(CorrelateConfig, name, default=getattr(CorrelateConfig, name)))
     corr.add_argument("--out", default=None, help="also write the markdown tables here")
     corr.set_defaults(func=_correlate)
 
@@ -105,7 +99,7 @@ def _load_all(files: list[str], releases: list[str]) -> tuple[list, list[str]]:
 
 def _train(args: argparse.Namespace) -> int:
     from flaudit.threads import configure_threads
-    from semsim.train import TrainConfig, train_semsim
+    from semsim.train import train_semsim
 
     configure_threads(getattr(args, "threads", None))
     if not args.annotations and not args.release:

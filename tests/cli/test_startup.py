@@ -67,20 +67,3 @@ def test_verify_checks_a_run_without_torch(tmp_path: Path) -> None:
     (run.root / "captures" / "a.json").write_text("{ }")
     assert _run("verify", str(run.root))["code"] == 1
 
-
-@pytest.mark.parametrize(
-    ("flag", "value", "problem"),
-    [
-        ("--clients-per-batch", "-1", "-1 is out of range; allowed: int in [1, inf) - at most this many clients of a round"),
-        ("--seed", "-3", "-3 is out of range; allowed: int in [0, inf) - seed of the attack's random initialisations"),
-        ("--seed", "x", "expected an integer, got 'x'; allowed: int in [0, inf)"),
-    ],
-)
-def test_bad_flag_values_are_one_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, problem: str) -> None:
-    from pipeline.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(["attack", str(tmp_path), flag, value])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert f"flaudit attack: error: argument {flag}: {problem}" in err and "Traceback" not in err
