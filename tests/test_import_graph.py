@@ -11,7 +11,12 @@ under `if TYPE_CHECKING:` (annotations only). The packages are every top-level f
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = tuple(sorted(p.parent.name for p in REPO.glob("*/__init__.py") if p.parent.name != "tests"))
@@ -111,6 +116,23 @@ def test_the_scenario_schema_loads_no_code_that_runs_a_scenario() -> None:
     # fl_sim.data takes the schema's DataConfig; the schema must not need the datasets back.
     graph = import_graph()
     assert not {"fl_sim.data", "fl_sim.job", "fl_sim.training"} & set(graph["fl_sim.scenario"])
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        # The attack stage takes AttackConfig without the simulation (fl_sim).
+        ("attacks.config", ("torch", "flwr", "ray", "fl_sim")),
+        ("flaudit.fields", ("torch", "flwr", "ray", *(p for p in PACKAGES if p != "flaudit"))),
+        ("fl_sim.scenario", ("torch", "flwr", "ray")),
+        ("semsim.config", ("torch", "flwr", "ray")),
+        ("pipeline.study_scenario", ("torch", "flwr", "ray")),
+    ],
+)
+def test_config_modules_load_light(module: str, forbidden: tuple[str, ...]) -> None:
+    probe = f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r})))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120, check=True)
+    assert json.loads(done.stdout) == []
 
 
 def test_the_cycle_finder_finds_and_prints_a_cycle() -> None:
