@@ -203,15 +203,15 @@ class SweepAxis:
         owner = type(self).__name__
         if self.defense not in DEFENSE_SPECS:
             raise FieldError(owner, "defense", DEFENSE_SPECS.unknown_message(self.defense))
-        params = DEFENSE_SPECS.get(self.defense).params
-        names = DEFENSE_SPECS.get(self.defense).param_names()
+        declared = DEFENSE_SPECS.get(self.defense)
+        names = declared.param_names()
         if self.param not in names:
             hint = closest(self.param, names)
             suggestion = f" (did you mean {hint!r}?)" if hint else ""
             raise FieldError(owner, "param", f"{self.param!r} is not a parameter of {self.defense!r}{suggestion}; allowed: {', '.join(names)}")
         for index, value in enumerate(given):
             try:
-                check_value(params, self.param, value)
+                check_value(declared.params, self.param, value)
             except FieldError as err:
                 raise FieldError(owner, f"values[{index}]", err.problem) from None
 
