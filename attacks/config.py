@@ -37,10 +37,20 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         check(self)
-        owner = type(self).__name__
-        if self.name not in ATTACK_PARAMS:
-            raise FieldError(owner, "name", ATTACK_PARAMS.unknown_message(self.name))
-        try:
-            check_attack_params(self.name, self.params)
-        except FieldError as err:
-            raise err.within(owner, "params") from None
+        check_attack(self)
+
+
+def check_attack(config: Any) -> None:
+    """Check a config's `name` against the attack registry and its `params` against that attack's
+    declarations (the scenario's `attack:` and the study's attacks share this rule).
+
+    Raises:
+        FieldError: naming the owner's `name` or `params.<key>`.
+    """
+    owner = type(config).__name__
+    if config.name not in ATTACK_PARAMS:
+        raise FieldError(owner, "name", ATTACK_PARAMS.unknown_message(config.name))
+    try:
+        check_attack_params(config.name, config.params)
+    except FieldError as err:
+        raise err.within(owner, "params") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attacks.params import ATTACK_PARAMS, check_attack_params
+from attacks.config import check_attack
 from fl_sim.scenario import MODEL_NAMES, check_dataset_name, check_name, parse_yaml_as
 from flaudit.errors import ScenarioError
 from flaudit.fields import FieldError, build, check, spec
@@ -63,13 +63,7 @@ class StudyAttack:
 
     def __post_init__(self) -> None:
         check(self)
-        owner = type(self).__name__
-        if self.name not in ATTACK_PARAMS:
-            raise FieldError(owner, "name", ATTACK_PARAMS.unknown_message(self.name))
-        try:
-            check_attack_params(self.name, self.params)
-        except FieldError as err:
-            raise err.within(owner, "params") from None
+        check_attack(self)
 
 
 @dataclass(frozen=True)
