@@ -105,14 +105,16 @@ def attack(
     for key in keys:
         directory = store.folder(key)
         problem = (corrupt or {}).get(key) or (None if force else store.altered(key))
-        if problem:  # reported by path; an altered result is neither reused nor silently redone
-            outcomes[key] = AttackOutcome(key, directory, {}, skipped=False, corrupt=problem)
-        elif not force and store.is_current(key, settings):
+        record = None if problem or force else store.current_record(key, settings)
+        if record is not None:
             try:
                 captures.check(key)  # a kept result stands only while its capture is the one recorded
-                outcomes[key] = AttackOutcome(key, directory, store.read_record(key), skipped=True)
             except CaptureCorruptError as err:
-                outcomes[key] = AttackOutcome(key, directory, {}, skipped=False, corrupt=str(err))
+                problem = str(err)
+        if problem:  # reported by path; an altered result is neither reused nor silently redone
+            outcomes[key] = AttackOutcome(key, directory, {}, skipped=False, corrupt=problem)
+        elif record is not None:
+            outcomes[key] = AttackOutcome(key, directory, record, skipped=True)
         else:
             pending.append(key)
     bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
@@ -120,8 +122,6 @@ def attack(
         views, attacked = [], []
         for key in round_keys:
             try:
-                if known is not None and key in known.unavailable:
-                    raise CaptureCorruptError(known.unavailable[key])
                 views.append(captures.read_view(key, device=target))
                 attacked.append(key)
             except CaptureCorruptError as err:  # reported by path, never attacked or scored

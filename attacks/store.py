@@ -156,13 +156,14 @@ class ReconstructionStore(RunDir):
                     return f"{err}; re-attack it with --force"
         return None
 
-    def is_current(self, key: CaptureKey, settings: Mapping[str, Any]) -> bool:
-        """Whether the update has an intact result made with these settings."""
+    def current_record(self, key: CaptureKey, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The update's record when its result exists and was made with these settings, else None
+        (check `altered` first: this reads the record, verified, and trusts the tensors beside it)."""
         folder = self.folder(key)
-        if not ((folder / RECORD).is_file() and (folder / TENSORS).is_file()) or self.altered(key):
-            return False
+        if not ((folder / RECORD).is_file() and (folder / TENSORS).is_file()):
+            return None
         record = self.read_record(key)
-        return all(record.get(name) == value for name, value in settings.items())
+        return record if all(record.get(name) == value for name, value in settings.items()) else None
 
     def read(self, key: CaptureKey) -> StoredReconstruction:
         """The verified reconstruction of one update.

@@ -8,7 +8,7 @@ every report, never silent shortcuts: a report of an attack that was given the l
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,10 +46,8 @@ class KnownLabels:
     stage receives this object and never the vault.
 
     Args:
-        labels: per update, its (B,) int64 labels.
-        unavailable: per update whose labels could not be read (a missing or altered vault file),
-            the message naming the path; that update is reported corrupt, not attacked.
+        labels: per update, its (B,) int64 labels (an update whose vault file is corrupt is missing
+            here and given to the stage as `corrupt` instead).
     """
 
     labels: Mapping[CaptureKey, torch.Tensor]
-    unavailable: Mapping[CaptureKey, str] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 beside `{index}_{label}_rec.png`, the reconstruction the scorer matched to that original.
 
 Written by scoring (which alone holds both the originals and the matching) into the update's
-reconstruction folder, sealed there; report.md and TensorBoard read them back, verified.
+reconstruction folder and sealed with the scoring's other outputs; report.md and TensorBoard read them back, verified.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def write_pairs(
     labels: torch.Tensor,
     matched_reconstructions: torch.Tensor,
     perm: torch.Tensor,
-) -> list[Path]:
-    """Write (and seal) an update's pairs, replacing an earlier audit's.
+) -> tuple[list[Path], list[Path]]:
+    """Write an update's pairs, replacing an earlier audit's; returns (written, removed) for the seal.
 
     Args:
         store: the attack's reconstructions.
@@ -63,8 +63,7 @@ def write_pairs(
         written.append(atomic_write_bytes(ori_path, png_bytes(original.float())))
         if int(perm[position]) >= 0:
             written.append(atomic_write_bytes(rec_path, png_bytes(next(matched))))
-    store.seal(written, removed=[path for path in removed if path not in written])
-    return written
+    return written, [path for path in removed if path not in written]
 
 
 def read_pair(store: ReconstructionStore, key: CaptureKey, position: int, label: int) -> tuple[torch.Tensor, torch.Tensor]:

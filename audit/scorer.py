@@ -483,9 +483,14 @@ def score_run(
         for attack, rnd in sorted(set(per_round) | set(corrupt))
     ]
     if write:
+        written: list[Path] = []
+        removed: list[Path] = []
         for reconstructions, scored in pairs:
-            write_pairs(reconstructions, scored.key, scored.truth.images, scored.truth.labels,
-                        scored.reconstructions, scored.perm)
+            new, old = write_pairs(reconstructions, scored.key, scored.truth.images, scored.truth.labels,
+                                   scored.reconstructions, scored.perm)
+            written += new
+            removed += old
+        store.seal(written, removed=removed)  # once: a seal rewrites the whole manifest
         write_jsonl(store.root / METRICS_FILE, records)
         write_jsonl(store.root / ROUNDS_FILE, [a.to_dict() for a in audits])
     return audits

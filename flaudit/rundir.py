@@ -19,6 +19,7 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -144,7 +145,7 @@ class RunDir:
         manifest = {
             **previous,
             "flaudit_version": __version__,
-            "versions": _versions(),
+            "versions": dict(_versions()),
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": dict(sorted(files.items())),
         }
@@ -175,6 +176,7 @@ class RunDir:
         return problems
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
     # Read from the installed distributions: sealing must not import torch or Flower (the attack
     # stage seals its outputs and imports neither of the simulation's packages).

@@ -18,31 +18,24 @@ from flaudit.rundir import CaptureKey
 from attacks.config import AttackConfig
 
 
-def vault_problems(store: RunStore, config: AttackConfig) -> dict[CaptureKey, str]:
-    """The selected updates whose ground truth is missing or altered: they could never be scored, so
-    the attack is told to report them rather than spend time on them (it learns nothing else)."""
-    problems = {}
+def read_vault(store: RunStore, config: AttackConfig) -> tuple[KnownLabels | None, dict[CaptureKey, str]]:
+    """What the attack may be told of the vault: the labels of the selected updates under the
+    known-labels threat model (else None), and the updates whose ground truth is missing or altered
+    (they could never be scored, so the attack reports them instead of spending time on them)."""
+    labels: dict[CaptureKey, torch.Tensor] = {}
+    problems: dict[CaptureKey, str] = {}
     for key in select_keys(store.captures, config):
         try:
-            store.vault.verified(store.vault.path(key))
+            if config.known_labels:
+                labels[key] = store.vault.read(key).labels.to(torch.int64)
+            else:
+                store.vault.verified(store.vault.path(key))
         except CaptureCorruptError as err:
             problems[key] = str(err)
-    return problems
-
-
-def known_labels(store: RunStore, config: AttackConfig) -> KnownLabels:
-    """The true labels of every update `config` selects, read from the vault (the known-labels threat model)."""
-    labels: dict[CaptureKey, torch.Tensor] = {}
-    unavailable: dict[CaptureKey, str] = {}
-    for key in select_keys(store.captures, config):
-        try:
-            labels[key] = store.vault.read(key).labels.to(torch.int64)
-        except CaptureCorruptError as err:
-            unavailable[key] = str(err)
-    return KnownLabels(labels, unavailable)
+    return (KnownLabels(labels) if config.known_labels else None), problems
 
 
 def attack_run(store: RunStore, config: AttackConfig, *, device: str = "auto", force: bool = False) -> AttackRun:
     """The attack stage on a run: the captures, and the vault's labels only when the threat model gives them."""
-    known = known_labels(store, config) if config.known_labels else None
-    return attack(store.captures, config, known, device=device, force=force, corrupt=vault_problems(store, config))
+    known, corrupt = read_vault(store, config)
+    return attack(store.captures, config, known, device=device, force=force, corrupt=corrupt)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attacks.config import check_attack
-from fl_sim.scenario import MODEL_NAMES, check_dataset_name, check_name, parse_yaml_as
+from fl_sim.scenario import ModelConfig, check_dataset_name, parse_yaml_as
 from flaudit.errors import ScenarioError
 from flaudit.fields import FieldError, build, check, spec
 from semsim.config import TrainConfig
@@ -21,21 +21,6 @@ ALL_METRICS = (*CLASSIC_METRICS, "oracle", "semsim")
 POLICIES = ("flip", "shift", "rotate", "invert")
 VARIANT_KINDS = ("vanilla", "augment", "gaussian", "prune")
 HOLDOUTS = ("attack", "architecture")
-
-
-@dataclass(frozen=True)
-class ArchitectureConfig:
-    """A classifier architecture of `flaudit.models` (name, width, batch norm)."""
-
-    name: str = spec("lenet", doc="classifier architecture")
-    width: int | None = spec(None, ge=1, doc="base width (null: the architecture's own)")
-    bn: bool = spec(False, doc="batch normalisation")
-
-    def __post_init__(self) -> None:
-        check(self)
-        problem = check_name(self.name, MODEL_NAMES, "model")
-        if problem:
-            raise FieldError(type(self).__name__, "name", problem)
 
 
 @dataclass(frozen=True)
@@ -75,7 +60,7 @@ class StudyScenario:
         output: where results go.
         seed: every random choice.
         datasets: embedded or downloaded datasets by name.
-        architectures: classifier architectures.
+        architectures: classifier architectures, as the scenario's `model:` (`bn` defaults to true there too).
         variants: model variants per architecture.
         attacks: attacks run on every variant.
         images: client images attacked per dataset (the same for every model).
@@ -94,7 +79,7 @@ class StudyScenario:
     output: str = spec("runs/study", doc="where results go")
     seed: int = spec(0, ge=0, doc="every random choice")
     datasets: tuple[str, ...] = spec(("digits",), doc="datasets by name")
-    architectures: tuple[ArchitectureConfig, ...] = (ArchitectureConfig("lenet"), ArchitectureConfig("convnet", width=8))
+    architectures: tuple[ModelConfig, ...] = (ModelConfig("lenet"), ModelConfig("convnet", width=8, bn=False))
     variants: tuple[VariantConfig, ...] = (VariantConfig("vanilla"),)
     attacks: tuple[StudyAttack, ...] = (StudyAttack("dlg", {"iterations": 30}),)
     images: int = spec(16, ge=1, doc="client images attacked per dataset")

@@ -16,7 +16,7 @@ from fl_sim.vault import GroundTruth
 from flaudit.rundir import CaptureKey
 from attacks.config import AttackConfig
 from flaudit.errors import FlauditError
-from pipeline.stages import known_labels
+from pipeline.stages import read_vault
 from audit.scorer import read_round_audits
 
 META = SharedMetadata("fedsgd", 1, 1, 1, 0.1, (1, 8, 8), 10, (0.5,), (0.5,))
@@ -69,7 +69,7 @@ def test_known_labels_are_an_explicit_object_and_recorded(tmp_path) -> None:
     with pytest.raises(FlauditError, match="known_labels is true but no labels were given"):
         attack(store.captures, config, device="cpu")
     with pytest.raises(FlauditError, match="the threat model must say so"):
-        attack(store.captures, AttackConfig("idlg", {"iterations": 2}), known_labels(store, config), device="cpu")
+        attack(store.captures, AttackConfig("idlg", {"iterations": 2}), read_vault(store, config)[0], device="cpu")
     run = attack_run(store, config, device="cpu")
     assert [o.record["recovered_labels"] for o in run.outcomes] == [[1], [4], [2], [5]]  # the true labels, given
     assert all(o.record["threat_model"] == {"known_labels": True} for o in run.outcomes)
