@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from audit import functional as AF
-from attacks.store import ReconstructionStore, StoredReconstruction, attack_names
+from attacks.store import StoredReconstruction, attack_names
 from attacks.threat import ThreatModel
 from audit.metrics import DEFAULT_METRICS, IMAGE_METRICS, SET_METRICS, ImageMetric, MetricFn, as_image_metric, known_metrics
 from audit.pairs import write_pairs
@@ -216,6 +216,20 @@ class ScoredUpdate:
     @property
     def label_accuracy(self) -> float | None:
         return None if self.threat_model.known_labels else label_recovery(self.truth.labels, self.labels)
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """The score stage's result.
+
+    Args:
+        audits: one `RoundAudit` per (attack, round), sorted by attack then round.
+        updates: (attack, scored update) for every update scored, in scoring order: the per-image
+            values the audits summarise, for callers that aggregate differently (the metric study).
+    """
+
+    audits: tuple[RoundAudit, ...]
+    updates: tuple[tuple[str, ScoredUpdate], ...]
 
 
 # --- reading what the stages wrote -------------------------------------------------------------
@@ -416,7 +430,7 @@ def score_run(
     fid_dims: int = 2048,
     download: bool = True,
     write: bool = True,
-) -> list[RoundAudit]:
+) -> ScoredRun:
     """The score stage: score every reconstruction of a run against the vault; write metrics.jsonl,
     rounds.jsonl and the PNG pairs.
 
@@ -435,9 +449,9 @@ def score_run(
         write: write metrics.jsonl, rounds.jsonl and the PNG pairs into the run directory.
 
     Returns:
-        One `RoundAudit` per (attack, round), sorted by attack then round. An update whose
-        capture, ground truth or reconstruction is missing or altered is in its round's
-        `corrupt`, by path, and contributes no score.
+        One `RoundAudit` per (attack, round), sorted by attack then round, and the scored updates
+        they aggregate. An update whose capture, ground truth or reconstruction is missing or
+        altered is in its round's `corrupt`, by path, and contributes no score.
     """
     dev = resolve_device(device)
     built, unavailable = build_metrics(metrics, device=dev, download=download)
@@ -460,7 +474,7 @@ def score_run(
 
     records: list[dict[str, Any]] = []
     per_round: dict[tuple[str, int], list[ScoredUpdate]] = defaultdict(list)
-    pairs: list[tuple[ReconstructionStore, ScoredUpdate]] = []
+    pairs: list[tuple[str, ScoredUpdate]] = []
     for attack, key in progress(keys, desc="scoring", unit="capture"):
         try:
             if store.relative(store.captures.capture_path(key)) in store.manifest_files():
@@ -475,7 +489,7 @@ def score_run(
             continue
         records += image_records(attack, scored, list(unavailable))
         per_round[(attack, key.round)].append(scored)
-        pairs.append((stores[attack], scored))
+        pairs.append((attack, scored))
 
     audits = [
         round_audit(attack, rnd, per_round.get((attack, rnd), []), metrics=built, inception=inception,
@@ -485,15 +499,15 @@ def score_run(
     if write:
         written: list[Path] = []
         removed: list[Path] = []
-        for reconstructions, scored in pairs:
-            new, old = write_pairs(reconstructions, scored.key, scored.truth.images, scored.truth.labels,
+        for attack, scored in pairs:
+            new, old = write_pairs(stores[attack], scored.key, scored.truth.images, scored.truth.labels,
                                    scored.reconstructions, scored.perm)
             written += new
             removed += old
         store.seal(written, removed=removed)  # once: a seal rewrites the whole manifest
         write_jsonl(store.root / METRICS_FILE, records)
         write_jsonl(store.root / ROUNDS_FILE, [a.to_dict() for a in audits])
-    return audits
+    return ScoredRun(tuple(audits), tuple(pairs))
 
 
 def write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -51,8 +51,12 @@ def local_train(
     learning_rate: float,
     momentum: float,
     generator: torch.Generator,
+    transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> tuple[float, np.ndarray, int]:
     """FedAvg: local SGD over the partition (`steps` steps if given, else `epochs` epochs).
+
+    `transform(images, step)`, when given, maps each [0, 1] batch before normalisation (the
+    metric study's augmentation policies).
 
     Returns:
         The mean training loss, the distinct indices used, and the number of steps run.
@@ -69,8 +73,10 @@ def local_train(
             batches = batches[:steps]
             break
     losses = []
-    for index in batches:
+    for step, index in enumerate(batches):
         images, labels = bundle.images(index)
+        if transform is not None:
+            images = transform(images, step)
         optimiser.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(normalize(images, bundle.mean, bundle.std)), labels)
         loss.backward()

@@ -157,7 +157,7 @@ def audit_run(
 
         extras["semsim"] = load_scorer(str(semsim_checkpoint), device=dev)
     audits = score_run(store, metrics=metrics, oracle=judge, device=dev, extra_metrics=extras, align_cost=align_cost,
-                       download=download)
+                       download=download).audits
     write_tensorboard(store, audits, hparams=hparams)
     report = write_report(store, audits)
     # The audit's own outputs; a figure of an earlier audit that this one did not redraw is dropped.

@@ -24,20 +24,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+import yaml
 
-from pipeline.study_scenario import ALL_METRICS, CLASSIC_METRICS, POLICIES, StudyScenario, VariantConfig
+from audit.functional.fid import fid
+from audit.scorer import ScoredRun
+from audit.summary import summarise
+from fl_sim.data import DatasetBundle
+from fl_sim.offline import ClientBatch
 from flaudit.errors import FlauditError, WeightsUnavailableError
 from flaudit.io import atomic_write_json, atomic_write_text
-from flaudit.progress import progress
+from flaudit.models import ModelSpec
+from pipeline.study_scenario import ALL_METRICS, CLASSIC_METRICS, POLICIES, StudyScenario, VariantConfig
+from semsim.oracle import Oracle
 
 # --------------------------------------------------------------------------- pieces
 
@@ -58,57 +66,77 @@ def apply_policy(images01: torch.Tensor, policy: str | None) -> torch.Tensor:
     raise FlauditError(f"unknown augmentation policy {policy!r}; known: {', '.join(POLICIES)}")
 
 
-def train_classifier(model: torch.nn.Module, images01: torch.Tensor, labels: torch.Tensor, meta: Any, *, epochs: int, lr: float, policy: str | None, seed: int) -> torch.nn.Module:
-    """SGD training of a classifier variant; an augmentation policy is applied to every other batch."""
-    from attacks.simulate import normalize
+def train_classifier(spec: ModelSpec, bundle: DatasetBundle, *, epochs: int, lr: float, policy: str | None, seed: int) -> torch.nn.Module:
+    """A classifier variant: `fl_sim.training.local_train` over the whole training split (SGD,
+    momentum 0.9, batches of 64); an augmentation policy is applied to every other batch."""
+    from fl_sim.training import local_train
+    from flaudit.models import build_model
 
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(images01.shape[0], generator=generator)
-        for step, batch in enumerate(order.split(64)):
-            x = images01[batch]
-            if policy is not None and step % 2 == 0:
-                x = apply_policy(x, policy)
-            loss = F.cross_entropy(model(normalize(x, meta)), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    model = build_model(spec, seed=seed)
+    local_train(
+        model, bundle, np.arange(len(bundle.train_labels)), epochs=epochs, steps=None, batch_size=64, learning_rate=lr,
+        momentum=0.9, generator=torch.Generator().manual_seed(seed),
+        transform=None if policy is None else lambda images, step: apply_policy(images, policy) if step % 2 == 0 else images,
+    )
     return model.eval()
 
 
-def _defense(variant: VariantConfig, generator: torch.Generator) -> Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None:
-    from defenses.functional import gaussian, prune
+def _inception(device: torch.device) -> tuple[Any, str | None]:
+    """FID's network when its weights are on this machine, else the reason."""
+    from audit.functional.fid import load_inception
 
-    if variant.kind == "gaussian":
-        return lambda update: tuple(gaussian(update, sigma=variant.sigma, generator=generator))
-    if variant.kind == "prune":
-        return lambda update: tuple(prune(update, ratio=variant.ratio))
-    return None
-
-
-def _optional_networks(device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
-    """LPIPS and FID networks when their weights are on this machine; else the reason."""
-    nets: dict[str, Any] = {}
-    missing: dict[str, str] = {}
     try:
-        from audit.functional.lpips import load_lpips
-
-        nets["lpips"] = load_lpips(device=device, download=False)
-    except WeightsUnavailableError as err:
-        missing["lpips"] = str(err)
-    try:
-        from audit.functional.fid import load_inception
-
         # 64-dim features: a variant's few dozen images cannot support a 2048-dim covariance.
-        nets["fid"] = load_inception(dims=64, device=device, download=False)
+        return load_inception(dims=64, device=device, download=False), None
     except WeightsUnavailableError as err:
-        missing["fid"] = str(err)
-    return nets, missing
+        return None, str(err)
 
 
-# --------------------------------------------------------------------------- the study
+@dataclass(frozen=True)
+class StudyImage:
+    """One scored reconstruction of the study (a line of per_image.jsonl).
+
+    Args:
+        dataset, architecture, variant, attack: where it comes from (`variant` is `architecture/variant`).
+        index: the original's index in the dataset's training split; `label` its class.
+        original: the original's PNG (shared by every model and attack); `reconstruction` the
+            matched reconstruction's PNG, as scoring wrote it in the cell's run directory.
+        metrics: per metric, its value (NaN: not scored).
+        oracle_recognised: the machine annotator's judgement; `recognised` the judgement the
+            study uses (a person's when human annotations are given).
+    """
+
+    dataset: str
+    architecture: str
+    variant: str
+    attack: str
+    index: int
+    label: int
+    original: str
+    reconstruction: str
+    metrics: Mapping[str, float]
+    oracle_recognised: bool
+    recognised: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metrics"}
+        return {**row, **{m: self.metrics.get(m, math.nan) for m in ALL_METRICS if m != "fid"}}
+
+
+@dataclass(frozen=True)
+class VariantScores:
+    """A variant's leakage under every attack (a line of per_variant.csv): per metric the mean over its
+    images (`audit.summary.summarise`), FID over all of them, and the recognition rate."""
+
+    dataset: str
+    variant: str
+    images: int
+    metrics: Mapping[str, float]
+    recognition_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "variant": self.variant, "images": self.images,
+                "recognition_rate": self.recognition_rate, **{m: self.metrics.get(m, math.nan) for m in ALL_METRICS}}
 
 
 @dataclass(frozen=True)
@@ -121,125 +149,71 @@ class StudyResult:
     wall_time_s: float
 
 
+@dataclass(frozen=True)
+class _Clients:
+    """A dataset's attacked clients (the same for every model) and its machine annotator."""
+
+    bundle: DatasetBundle
+    batches: tuple[ClientBatch, ...]
+    originals: Mapping[int, str]  # dataset index -> PNG of the original
+    oracle: Oracle
+
+
+# --------------------------------------------------------------------------- the study
+
+
 def run_study(scenario: StudyScenario, *, output: str | Path | None = None) -> StudyResult:
     """Run the whole study (see the module docstring) and write its results.
 
-    Writes to `output` (default `scenario.output/scenario.name`): `reconstructions/` (PNG pairs
-    in the SemSim naming), `annotations.jsonl`, `per_image.jsonl`, `per_variant.csv`,
-    `semsim/*.pt` (one checkpoint per fold), `results.md`, `correlations.json`, `study.png`.
+    Every (dataset, architecture, variant) is a run directory, `runs/DATASET/ARCH/VARIANT/`,
+    filled by the stages a federation's run goes through: `fl_sim.offline.fedsgd_round` (captures
+    and vault), `pipeline.stages.attack_run` and `audit.scorer.score_run` (metrics.jsonl,
+    rounds.jsonl, the PNG pairs). A re-run keeps a cell's finished attacks.
+
+    Also writes to `output` (default `scenario.output/scenario.name`): `originals/`,
+    `annotations.jsonl`, `per_image.jsonl`, `per_variant.csv`, `semsim/*.pt` (one checkpoint per
+    fold), `results.md`, `correlations.json`, `study.png`.
     """
-    from attacks.base import SharedMetadata
-    from attacks.matching import reconstruct_in_groups
-    from attacks.registry import create_attack
-    from attacks.simulate import fedsgd_view
-    from audit.functional.align import align
-    from audit.functional.image import mse, psnr, ssim_auto
-    from semsim.oracle import candidate_classes, train_oracle
-    from fl_sim.data import load_dataset
-    from flaudit.models import ModelSpec, build_model
-    from fl_sim.scenario import DataConfig
     from flaudit.device import resolve_device
-    from semsim.data import Annotation, now_iso, read_annotations, save_image, write_annotations
+    from semsim.data import Annotation, now_iso, read_annotations, write_annotations
 
     started = time.perf_counter()
     device = resolve_device(scenario.device)
     folder = Path(output) if output is not None else Path(scenario.output) / scenario.name
     folder.mkdir(parents=True, exist_ok=True)
-    nets, unavailable = _optional_networks(device)
-    rows: list[dict[str, Any]] = []
-    annotations: list[Annotation] = []
+    inception, fid_missing = _inception(device)
+    images: list[StudyImage] = []
     fid_values: dict[tuple[str, str], float] = {}
+    unavailable: dict[str, str] = {"fid": fid_missing} if fid_missing else {}
     oracle_info: dict[str, Any] = {}
+    identity: dict[str, bool] = {}
 
     for dataset in scenario.datasets:
-        bundle = load_dataset(DataConfig(dataset=dataset))
-        train_x, train_y = bundle.images(list(range(len(bundle.train_labels))))
-        oracle = train_oracle(
-            train_x, train_y, num_classes=bundle.num_classes, cache_path=folder / f"oracle_{dataset}.safetensors",
-            epochs=scenario.oracle_epochs, seed=scenario.seed, device=device,
-        )
-        oracle_info[dataset] = {"clean_accuracy": oracle.config.clean_accuracy, "split": oracle.config.accuracy_split, "candidates": min(bundle.num_classes, oracle.config.max_candidates)}
-        # The attacked client images: drawn once, the same for every model and attack.
-        pick = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(scenario.seed))[: scenario.images]
-        client_x, client_y = train_x[pick], train_y[pick]
-        meta = SharedMetadata("fedsgd", scenario.attack_batch, scenario.attack_batch, 1, scenario.classifier_lr, tuple(bundle.shape), bundle.num_classes, tuple(bundle.mean), tuple(bundle.std))
-        ori_dir = folder / "reconstructions" / dataset / "originals"
-        ori_paths = []
-        for k in range(scenario.images):
-            ori_paths.append(save_image(ori_dir / f"{int(pick[k])}_{int(client_y[k])}_ori.png", client_x[k]))
+        clients = _clients(scenario, dataset, folder, device)
+        identity[dataset] = clients.bundle.identity
+        config = clients.oracle.config
+        oracle_info[dataset] = {"clean_accuracy": config.clean_accuracy, "split": config.accuracy_split,
+                                "candidates": min(clients.bundle.num_classes, config.max_candidates)}
         for arch in scenario.architectures:
+            bundle = clients.bundle
             spec = ModelSpec(arch.name, bundle.num_classes, bundle.shape[0], bundle.shape[1], width=arch.width, bn=arch.bn)
             trained: dict[str | None, torch.nn.Module] = {}
             for variant in scenario.variants:
-                policy = variant.policy if variant.kind == "augment" else None
-                if policy not in trained:
-                    model = build_model(spec, seed=scenario.seed)
-                    trained[policy] = train_classifier(model, train_x, train_y, meta, epochs=scenario.classifier_epochs, lr=scenario.classifier_lr, policy=policy, seed=scenario.seed)
-                model = trained[policy]
-                variant_id = f"{arch.name}/{variant.name}"
-                for attack_cfg in scenario.attacks:
-                    attack = create_attack(attack_cfg.name, **dict(attack_cfg.params))
-                    rec_dir = folder / "reconstructions" / dataset / arch.name / variant.name / attack_cfg.name
-                    batches = list(range(0, scenario.images, scenario.attack_batch))
-                    # Every batch is one client's update to the same model: invert them all as one
-                    # batched computation per group (attacks.matching.reconstruct_in_groups).
-                    views, generators = [], []
-                    for start in batches:
-                        sl = slice(start, start + scenario.attack_batch)
-                        generator = torch.Generator().manual_seed(scenario.seed * 7919 + start)
-                        shared = apply_policy(client_x[sl], policy)  # what the client actually trains on
-                        views.append(fedsgd_view(model, shared, client_y[sl], meta, defense=_defense(variant, generator), client=start))
-                        generators.append(generator)
-                    known = [client_y[start : start + scenario.attack_batch] for start in batches]
-                    recs: dict[int, torch.Tensor] = {}
-                    bar = progress(total=len(batches), desc=f"{dataset} {variant_id} {attack_cfg.name}", unit="batch")
-                    for indices, results in reconstruct_in_groups(attack, views, generators=generators, labels=known):
-                        for i, result in zip(indices, results, strict=True):
-                            recs[batches[i]] = result.images.detach().cpu().clamp(0, 1)
-                        bar.update(len(indices))
-                    bar.close()
-                    for start in batches:
-                        sl = slice(start, start + scenario.attack_batch)
-                        x, y = client_x[sl], client_y[sl]
-                        rec = recs[start]
-                        aligned, _ = align(x, rec)  # scored against the untransformed originals
-                        probs = torch.softmax(oracle.logits(aligned).cpu(), dim=1)
-                        cands = candidate_classes(y, num_classes=bundle.num_classes, keys=pick[sl])
-                        cand_probs = probs.gather(1, cands)
-                        # The annotator's belief in the true class among what a person is offered:
-                        # the candidates and, when the oracle has one, "unrecognisable".
-                        offered = cand_probs.sum(1)
-                        if oracle.reject_index is not None:
-                            offered = offered + probs[:, oracle.reject_index]
-                        confidence = (cand_probs * (cands == y.unsqueeze(1))).sum(1) / offered
-                        recognised = oracle.recognised(aligned, y, originals01=x, keys=pick[sl])
-                        lpips_values = None
-                        if "lpips" in nets:
-                            from audit.functional.lpips import lpips
+                if variant.augment not in trained:
+                    trained[variant.augment] = train_classifier(spec, bundle, epochs=scenario.classifier_epochs,
+                                                                lr=scenario.classifier_lr, policy=variant.augment, seed=scenario.seed)
+                cell, scored = _run_cell(scenario, folder, dataset, spec, variant, trained[variant.augment], clients, device)
+                images += cell
+                unavailable.update({k: v for a in scored.audits for k, v in a.unavailable.items()})
+                if inception is not None:
+                    originals = torch.cat([u.originals for _, u in scored.updates])
+                    matched = torch.cat([u.reconstructions for _, u in scored.updates])
+                    fid_values[(dataset, f"{arch.name}/{variant.name}")] = fid(originals, matched, model=inception).value
 
-                            lpips_values = lpips(aligned, x, net=nets["lpips"])
-                        m, p, s = mse(aligned, x), psnr(aligned, x), ssim_auto(aligned, x)
-                        for j in range(x.shape[0]):
-                            k = start + j
-                            rec_path = save_image(rec_dir / f"{int(pick[k])}_{int(client_y[k])}_rec.png", aligned[j])
-                            rows.append({
-                                "dataset": dataset, "architecture": arch.name, "variant": variant_id, "attack": attack_cfg.name,
-                                "index": int(pick[k]), "label": int(client_y[k]), "original": str(ori_paths[k]), "reconstruction": str(rec_path),
-                                "mse": float(m[j]), "psnr": float(p[j]), "ssim": float(s[j]),
-                                "lpips": float(lpips_values[j]) if lpips_values is not None else math.nan,
-                                "oracle": float(confidence[j]), "oracle_recognised": bool(recognised[j]),
-                            })
-                            annotations.append(Annotation(str(ori_paths[k]), str(rec_path), dataset, variant_id, attack_cfg.name, bool(recognised[j]), "oracle", now_iso(), bundle.identity))
-                if "fid" in nets:
-                    from audit.functional.fid import fid
-
-                    recs = [r for r in rows if r["dataset"] == dataset and r["variant"] == variant_id]
-                    from semsim.data import load_image
-
-                    ori = torch.stack([load_image(r["original"], channels=bundle.shape[0]) for r in recs])
-                    fake = torch.stack([load_image(r["reconstruction"], channels=bundle.shape[0]) for r in recs])
-                    fid_values[(dataset, variant_id)] = fid(ori, fake, model=nets["fid"]).value
-
+    annotations = [
+        Annotation(i.original, i.reconstruction, i.dataset, i.variant, i.attack, i.oracle_recognised, "oracle", now_iso(), identity[i.dataset])
+        for i in images
+    ]
     write_annotations(folder / "annotations.oracle.jsonl", annotations)
     judged = annotations
     if scenario.human_annotations:
@@ -248,29 +222,120 @@ def run_study(scenario: StudyScenario, *, output: str | Path | None = None) -> S
         judged = [by_rec.get(a.reconstruction, a) for a in annotations]
     write_annotations(folder / "annotations.jsonl", judged)
     judgement = {a.reconstruction: a.recognisable for a in judged}
-    for row in rows:
-        row["recognised"] = judgement[row["reconstruction"]]
+    images = [dataclasses.replace(image, recognised=judgement[image.reconstruction]) for image in images]
 
     # SemSim, leave-one-out: the fold that scores a group never trained on it.
-    semsim_info = _semsim_folds(scenario, judged, rows, folder)
+    distances, semsim_info = _semsim_folds(scenario, judged, images, folder)
+    images = [dataclasses.replace(image, metrics={**image.metrics, "semsim": distances.get(image.reconstruction, math.nan)})
+              for image in images]
 
-    per_variant = _aggregate(rows, fid_values)
+    per_variant = _aggregate(images, fid_values)
     from semsim.correlate import correlate, markdown_table
 
     tables: dict[str, str] = {}
     correlations: dict[str, list[Any]] = {}
     for dataset in scenario.datasets:
-        members = [r for r in per_variant if r["dataset"] == dataset]
-        metrics = {m: [r[m] for r in members] for m in ALL_METRICS}
-        results = correlate(metrics, [r["recognition_rate"] for r in members], dataset=dataset, n_boot=scenario.n_boot, seed=scenario.seed)
+        members = [v for v in per_variant if v.dataset == dataset]
+        metrics = {m: [v.metrics[m] for v in members] for m in ALL_METRICS}
+        results = correlate(metrics, [v.recognition_rate for v in members], dataset=dataset, n_boot=scenario.n_boot, seed=scenario.seed)
         correlations[dataset] = results
         tables[dataset] = markdown_table(results, title=f"{dataset}: per-variant leakage vs {'human' if scenario.human_annotations else 'oracle'} recognition rate ({len(members)} variants, leave-one-{scenario.holdout}-out SemSim)")
     wall = time.perf_counter() - started
-    _write_outputs(folder, scenario, rows, per_variant, tables, correlations, unavailable, oracle_info, semsim_info, wall)
+    _write_outputs(folder, scenario, images, per_variant, tables, correlations, unavailable, oracle_info, semsim_info, wall)
     return StudyResult(folder, tables, correlations, wall)
 
 
-def _semsim_folds(scenario: StudyScenario, judged: list[Any], rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+def _clients(scenario: StudyScenario, dataset: str, folder: Path, device: torch.device) -> _Clients:
+    """The dataset, its machine annotator and the attacked clients: `images` drawn once, `attack_batch` per client."""
+    from fl_sim.data import load_dataset
+    from fl_sim.scenario import DataConfig
+    from semsim.data import save_image
+    from semsim.oracle import train_oracle
+
+    bundle = load_dataset(DataConfig(dataset=dataset))
+    train_x, train_y = bundle.images(list(range(len(bundle.train_labels))))
+    oracle = train_oracle(
+        train_x, train_y, num_classes=bundle.num_classes, cache_path=folder / f"oracle_{dataset}.safetensors",
+        epochs=scenario.oracle_epochs, seed=scenario.seed, device=device,
+    )
+    pick = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(scenario.seed))[: scenario.images]
+    originals = {
+        int(index): str(save_image(folder / "originals" / dataset / f"{int(index)}_{int(train_y[index])}_ori.png", train_x[index]))
+        for index in pick
+    }
+    batches = tuple(
+        ClientBatch(client, train_x[chunk], train_y[chunk], chunk.to(torch.int64))
+        for client, chunk in enumerate(pick.split(scenario.attack_batch))
+    )
+    return _Clients(bundle, batches, originals, oracle)
+
+
+def _run_cell(
+    scenario: StudyScenario,
+    folder: Path,
+    dataset: str,
+    spec: ModelSpec,
+    variant: VariantConfig,
+    model: torch.nn.Module,
+    clients: _Clients,
+    device: torch.device,
+) -> tuple[list[StudyImage], ScoredRun]:
+    """One (dataset, architecture, variant): capture its clients' updates, attack them with every
+    attack, score the reconstructions; its images, and the scoring's result."""
+    from audit.pairs import pair_paths
+    from audit.scorer import score_run
+    from fl_sim.offline import fedsgd_round
+    from fl_sim.run_store import RunStore
+    from pipeline.stages import attack_run
+
+    store = RunStore(folder / "runs" / dataset / spec.name / variant.name)
+    described = _describe_cell(scenario, dataset, spec, variant)
+    if store.scenario_path.is_file() and store.scenario_path.read_text(encoding="utf-8") != described:
+        shutil.rmtree(store.root)  # the study changed: nothing of the old cell may be kept
+    store.create(described, seed=scenario.seed)
+    fedsgd_round(store, model, spec, clients.bundle, clients.batches, learning_rate=scenario.classifier_lr,
+                 defenses=[(d.name, dict(d.params)) for d in variant.defenses], seed=scenario.seed,
+                 transform=None if variant.augment is None else lambda images: apply_policy(images, variant.augment))
+    for config in scenario.attacks:
+        run = attack_run(store, config, device=device)
+        if run.corrupt:
+            raise FlauditError(f"{store.root}: {config.name}: " + "; ".join(run.corrupt))
+    scored = score_run(store, metrics=("mse", "psnr", "ssim", "lpips"), oracle=clients.oracle, device=device, download=False)
+    if any(audit.corrupt for audit in scored.audits):
+        raise FlauditError(f"{store.root}: " + "; ".join(c for a in scored.audits for c in a.corrupt))
+    variant_id = f"{spec.name}/{variant.name}"
+    images = []
+    for attack, update in scored.updates:
+        truth, matched = update.truth, update.perm >= 0
+        labels, indices = truth.labels[matched], truth.indices[matched]
+        confidence = clients.oracle.confidence(update.reconstructions, labels, keys=indices)
+        folder_of = store.reconstructions(attack).folder(update.key)
+        for row, position in enumerate(torch.nonzero(matched).flatten().tolist()):
+            index, label = int(truth.indices[position]), int(truth.labels[position])
+            values = {name: float(v[row]) for name, v in update.values.items()}
+            judged = bool(update.recognised[row]) if update.recognised is not None else False
+            images.append(StudyImage(
+                dataset, spec.name, variant_id, attack, index, label, clients.originals[index],
+                str(pair_paths(folder_of, position, label)[1]), {**values, "oracle": float(confidence[row])}, judged, judged,
+            ))
+    return images, scored
+
+
+def _describe_cell(scenario: StudyScenario, dataset: str, spec: ModelSpec, variant: VariantConfig) -> str:
+    """The cell's scenario.yaml: everything that determines its files."""
+    described = {
+        "study": scenario.name, "seed": scenario.seed, "dataset": dataset, "model": spec.to_dict(),
+        "variant": dataclasses.asdict(variant), "attacks": [dataclasses.asdict(a) for a in scenario.attacks],
+        "images": scenario.images, "attack_batch": scenario.attack_batch, "classifier_epochs": scenario.classifier_epochs,
+        "classifier_lr": scenario.classifier_lr,
+    }
+    return f"# One cell of the metric study {scenario.name!r} (flaudit study), not a federation scenario.\n" + yaml.safe_dump(
+        json.loads(json.dumps(described)), sort_keys=False
+    )
+
+
+def _semsim_folds(scenario: StudyScenario, judged: list[Any], images: list[StudyImage], folder: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """SemSim trained leave-one-out; the distance of every reconstruction it scored, and the folds' record."""
     from semsim.score import semsim
     from semsim.train import TrainConfig, train_semsim
 
@@ -278,64 +343,59 @@ def _semsim_folds(scenario: StudyScenario, judged: list[Any], rows: list[dict[st
     settings = {"backbone": "resnet18", "width": 16, "input_size": 16, "epochs": 10, "batch_size": 32, "lr": 0.05, "seed": scenario.seed, "device": scenario.device}
     settings.update(scenario.semsim)
     config = TrainConfig(**settings)
-    arch_of = {r["reconstruction"]: r["architecture"] for r in rows}
+    group_of_rec = {image.reconstruction: getattr(image, key) for image in images}
     info: dict[str, Any] = {"config": dataclasses.asdict(config), "folds": []}
+    distances: dict[str, float] = {}
     for dataset in scenario.datasets:
-        groups = sorted({r[key] for r in rows if r["dataset"] == dataset})
+        groups = sorted({getattr(image, key) for image in images if image.dataset == dataset})
         for group in groups:
-            def group_of(a: Any) -> str:
-                return a.attack if key == "attack" else arch_of[a.reconstruction]
-
-            train = [a for a in judged if a.dataset == dataset and group_of(a) != group]
-            test_rows = [r for r in rows if r["dataset"] == dataset and r[key] == group]
+            train = [a for a in judged if a.dataset == dataset and group_of_rec[a.reconstruction] != group]
+            test = [image for image in images if image.dataset == dataset and getattr(image, key) == group]
             try:
                 result = train_semsim(train, config=config, out=folder / "semsim" / f"{dataset}_without_{group}.pt")
             except FlauditError as err:
                 # Too few recognisable reconstructions to form a triplet: no SemSim for this fold, said so.
-                for r in test_rows:
-                    r["semsim"] = math.nan
                 info["folds"].append({"dataset": dataset, "held_out": group, "train_annotations": len(train), "scored": 0,
                                       "init": "none", "final_train_loss": math.nan, "val_accuracy": None, "error": str(err)})
                 continue
-            distances = semsim([r["original"] for r in test_rows], [r["reconstruction"] for r in test_rows], result.checkpoint, device=scenario.device)
-            for r, d in zip(test_rows, distances.tolist()):
-                r["semsim"] = d
+            scores = semsim([i.original for i in test], [i.reconstruction for i in test], result.checkpoint, device=scenario.device)
+            distances.update(zip((i.reconstruction for i in test), scores.tolist()))
             last = result.history[-1]
-            info["folds"].append({"dataset": dataset, "held_out": group, "train_annotations": len(train), "scored": len(test_rows),
+            info["folds"].append({"dataset": dataset, "held_out": group, "train_annotations": len(train), "scored": len(test),
                                   "init": result.checkpoint["init"], "final_train_loss": last["train_loss"], "val_accuracy": last.get("val_accuracy")})
-    return info
+    return distances, info
 
 
-def _aggregate(rows: list[dict[str, Any]], fid_values: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["dataset"], row["variant"])].append(row)
+def _aggregate(images: list[StudyImage], fid_values: Mapping[tuple[str, str], float]) -> list[VariantScores]:
+    """Per variant: each metric's mean over its images (`audit.summary.summarise`: NaN, e.g. a SemSim
+    fold with no training triplet, is left out; +inf counts), FID, the recognition rate."""
+    groups: dict[tuple[str, str], list[StudyImage]] = defaultdict(list)
+    for image in images:
+        groups[(image.dataset, image.variant)].append(image)
     out = []
     for (dataset, variant), members in sorted(groups.items()):
-        entry: dict[str, Any] = {"dataset": dataset, "variant": variant, "images": len(members)}
-        for metric in ("mse", "psnr", "ssim", "lpips", "oracle", "semsim"):
-            values = [float(r.get(metric, math.nan)) for r in members]
-            finite = [v for v in values if math.isfinite(v)]
-            # A SemSim fold with no training triplet leaves its group unscored (results.md says which);
-            # the variant's SemSim is then the mean over the scored reconstructions.
-            entry[metric] = sum(finite) / len(finite) if finite else math.nan
-        entry["fid"] = fid_values.get((dataset, variant), math.nan)
-        entry["recognition_rate"] = sum(bool(r["recognised"]) for r in members) / len(members)
-        out.append(entry)
+        metrics = {}
+        for metric in ALL_METRICS:
+            if metric == "fid":
+                continue
+            mean = summarise([m.metrics.get(metric, math.nan) for m in members], higher_is_leakier=metric in ("psnr", "ssim", "oracle")).mean
+            metrics[metric] = math.nan if mean is None else mean
+        metrics["fid"] = fid_values.get((dataset, variant), math.nan)
+        out.append(VariantScores(dataset, variant, len(members), metrics, sum(m.recognised for m in members) / len(members)))
     return out
 
 
-def _write_outputs(folder: Path, scenario: StudyScenario, rows: list[dict[str, Any]], per_variant: list[dict[str, Any]], tables: dict[str, str],
+def _write_outputs(folder: Path, scenario: StudyScenario, images: list[StudyImage], per_variant: list[VariantScores], tables: dict[str, str],
                    correlations: dict[str, list[Any]], unavailable: dict[str, str], oracle_info: dict[str, Any], semsim_info: dict[str, Any], wall: float) -> None:
     import csv
     import io
 
-    atomic_write_text(folder / "per_image.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    atomic_write_text(folder / "per_image.jsonl", "".join(json.dumps(i.to_dict(), sort_keys=True) + "\n" for i in images))
     buffer = io.StringIO()
     columns = ["dataset", "variant", "images", "recognition_rate", *ALL_METRICS]
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(per_variant)
+    writer.writerows(v.to_dict() for v in per_variant)
     atomic_write_text(folder / "per_variant.csv", buffer.getvalue())
     atomic_write_json(folder / "correlations.json", {d: [c.to_dict() for c in cs] for d, cs in correlations.items()})
     lines = [f"# {scenario.name}", "", f"Wall time: {wall:.0f} s on {torch.get_num_threads()} threads.", ""]
@@ -365,7 +425,7 @@ def _write_outputs(folder: Path, scenario: StudyScenario, rows: list[dict[str, A
     _plot(folder / "study.png", per_variant, scenario.datasets)
 
 
-def _plot(path: Path, per_variant: list[dict[str, Any]], datasets: tuple[str, ...]) -> None:
+def _plot(path: Path, per_variant: list[VariantScores], datasets: tuple[str, ...]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,11 +433,11 @@ def _plot(path: Path, per_variant: list[dict[str, Any]], datasets: tuple[str, ..
 
     fig, axes = plt.subplots(len(datasets), len(ALL_METRICS), figsize=(2.6 * len(ALL_METRICS), 2.4 * len(datasets)), squeeze=False)
     for i, dataset in enumerate(datasets):
-        members = [r for r in per_variant if r["dataset"] == dataset]
+        members = [v for v in per_variant if v.dataset == dataset]
         for j, metric in enumerate(ALL_METRICS):
             ax = axes[i][j]
-            xs = [r[metric] for r in members]
-            ys = [r["recognition_rate"] for r in members]
+            xs = [v.metrics[metric] for v in members]
+            ys = [v.recognition_rate for v in members]
             if all(not math.isfinite(x) for x in xs):
                 ax.text(0.5, 0.5, "unavailable", ha="center", va="center", transform=ax.transAxes)
             else:

@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attacks.config import check_attack
-from fl_sim.scenario import ModelConfig, check_dataset_name, parse_yaml_as
+from attacks.config import AttackConfig
+from fl_sim.scenario import DefenseConfig, ModelConfig, check_dataset_name, parse_yaml_as
 from flaudit.errors import ScenarioError
 from flaudit.fields import FieldError, build, check, spec
 from semsim.config import TrainConfig
@@ -19,36 +20,27 @@ from semsim.config import TrainConfig
 CLASSIC_METRICS = ("mse", "psnr", "ssim", "lpips", "fid")
 ALL_METRICS = (*CLASSIC_METRICS, "oracle", "semsim")
 POLICIES = ("flip", "shift", "rotate", "invert")
-VARIANT_KINDS = ("vanilla", "augment", "gaussian", "prune")
 HOLDOUTS = ("attack", "architecture")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
 class VariantConfig:
-    """A model variant: `vanilla`, `augment` (with `policy`), `gaussian` (`sigma`) or `prune` (`ratio`)."""
+    """A model variant: trained, and sharing the gradient of, images transformed by an augmentation
+    policy (`augment`), and/or defended on the client as a scenario's `defenses:` are.
+
+    Args:
+        name: variant name (unique).
+        augment: augmentation policy (`flip`, `shift`, `rotate`, `invert`), or none.
+        defenses: defenses applied in order to each update before it leaves the client.
+    """
 
     name: str = spec(doc="variant name (unique)")
-    kind: str = spec("vanilla", choices=VARIANT_KINDS, doc="how the model differs from vanilla training")
-    policy: str | None = spec(None, choices=POLICIES, doc="augmentation policy (kind augment)")
-    sigma: float = spec(0.0, ge=0.0, doc="Gaussian noise on the update (kind gaussian)")
-    ratio: float = spec(0.0, ge=0.0, le=1.0, doc="share of the update pruned (kind prune)")
+    augment: str | None = spec(None, choices=POLICIES, doc="augmentation policy the client trains and shares gradients with")
+    defenses: tuple[DefenseConfig, ...] = ()
 
     def __post_init__(self) -> None:
         check(self)
-        if self.kind == "augment" and self.policy is None:
-            raise FieldError(type(self).__name__, "policy", f"required when kind is augment; allowed: one of {', '.join(map(repr, POLICIES))}")
-
-
-@dataclass(frozen=True)
-class StudyAttack:
-    """An attack of `attacks.registry` with parameters overriding its defaults (checked when built)."""
-
-    name: str = spec(doc="attack registry name")
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check(self)
-        check_attack(self)
 
 
 @dataclass(frozen=True)
@@ -62,7 +54,8 @@ class StudyScenario:
         datasets: embedded or downloaded datasets by name.
         architectures: classifier architectures, as the scenario's `model:` (`bn` defaults to true there too).
         variants: model variants per architecture.
-        attacks: attacks run on every variant.
+        attacks: attacks run on every variant, as a scenario's `attack:` (`known_labels: true` gives
+            them the labels, the threat model of the paper's study).
         images: client images attacked per dataset (the same for every model).
         attack_batch: images per FedSGD update.
         classifier_epochs: epochs each classifier variant is trained.
@@ -81,7 +74,7 @@ class StudyScenario:
     datasets: tuple[str, ...] = spec(("digits",), doc="datasets by name")
     architectures: tuple[ModelConfig, ...] = (ModelConfig("lenet"), ModelConfig("convnet", width=8, bn=False))
     variants: tuple[VariantConfig, ...] = (VariantConfig("vanilla"),)
-    attacks: tuple[StudyAttack, ...] = (StudyAttack("dlg", {"iterations": 30}),)
+    attacks: tuple[AttackConfig, ...] = (AttackConfig("dlg", {"iterations": 30}, known_labels=True),)
     images: int = spec(16, ge=1, doc="client images attacked per dataset")
     attack_batch: int = spec(4, ge=1, doc="images per FedSGD update")
     classifier_epochs: int = spec(2, ge=1, doc="epochs each classifier variant is trained")
@@ -103,10 +96,13 @@ class StudyScenario:
         groups = len(self.attacks) if self.holdout == "attack" else len(self.architectures)
         if groups < 2:
             raise FieldError(owner, "holdout", f"leave-one-{self.holdout}-out needs at least two {self.holdout}s")
-        names = [v.name for v in self.variants]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise FieldError(owner, f"variants[{index}].name", f"{name!r} is already a variant's name; names must be unique")
+        for section, names in (("variants", [v.name for v in self.variants]), ("attacks", [a.name for a in self.attacks])):
+            for index, name in enumerate(names):
+                # Each variant and attack is a folder of the study's run directories.
+                if not PLAIN_NAME.fullmatch(name):
+                    raise FieldError(owner, f"{section}[{index}].name", f"{name!r} is not a plain name; allowed: letters, digits, '.', '_', '-', not starting with '.'")
+                if name in names[:index]:
+                    raise FieldError(owner, f"{section}[{index}].name", f"{name!r} is already a{'n' if section == 'attacks' else ''} {section[:-1]}'s name; names must be unique")
         if self.images % self.attack_batch:
             raise FieldError(owner, "images", f"{self.images} is not a multiple of attack_batch ({self.attack_batch})")
         try:

@@ -312,6 +312,20 @@ class Oracle:
         predicted = self.predict(reconstructions01, candidates=candidates, allow_reject=True)
         return predicted == true_labels.to(torch.int64).cpu()
 
+    @torch.no_grad()
+    def confidence(self, reconstructions01: torch.Tensor, true_labels: torch.Tensor, *, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) the annotator's belief in the true class among what a person is offered: the
+        softmax mass of the true class over the candidate classes and, when the oracle has one,
+        "unrecognisable" (the metric study's `oracle` column; arguments as `recognised`)."""
+        cfg = self.config
+        probs = torch.softmax(self.logits(reconstructions01).cpu(), dim=1)
+        candidates = candidate_classes(
+            true_labels, num_classes=cfg.num_classes, max_candidates=cfg.max_candidates, keys=keys, seed=cfg.candidate_seed
+        )
+        offered = probs.gather(1, candidates)
+        total = offered.sum(1) + (probs[:, self.reject_index] if self.reject_index is not None else 0.0)
+        return (offered * (candidates == true_labels.to(torch.int64).cpu().unsqueeze(1))).sum(1) / total
+
     # --- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}

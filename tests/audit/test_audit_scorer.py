@@ -56,7 +56,7 @@ def audits(run_dir, digits_oracle):
     brightness = ImageMetric("brightness_gap", lambda ori, rec: (ori.mean((1, 2, 3)) - rec.mean((1, 2, 3))).abs(), False)
     return score_run(run_dir, metrics=("mse", "psnr", "ssim", "lpips", "fid"), oracle=digits_oracle, device="cpu",
                      download=False, extra_metrics={"semsim_stub": lambda ori, rec: (ori - rec).abs().flatten(1).sum(1),
-                                                    "brightness_gap": brightness})
+                                                    "brightness_gap": brightness}).audits
 
 
 def test_round_audits(audits) -> None:

@@ -140,7 +140,7 @@ def test_lpips_loads_the_backbone_file_and_matches_the_package(weights_present, 
 def test_scorer_reports_lpips_when_the_backbone_is_present(weights_present, small_run) -> None:
     built, unavailable = build_metrics(("mse", "lpips"), device=torch.device("cpu"), download=False)
     assert set(built) == {"mse", "lpips"} and unavailable == {}
-    audits = score_run(small_run, metrics=("mse", "lpips"), device="cpu", download=False, write=False)
+    audits = score_run(small_run, metrics=("mse", "lpips"), device="cpu", download=False, write=False).audits
     exact, noisy = audits
     for audit in audits:
         assert audit.unavailable == {} and audit.metrics["lpips"].count == 2
@@ -157,7 +157,7 @@ def test_scorer_reports_fid_when_the_inception_file_is_present(weights_present, 
     model = load_inception(dims=2048, download=False)
     feats = inception_features(noisy_round.vault.read(CaptureKey(2, 0)).images, model=model)
     assert feats.shape == (2, 2048) and float(feats.std(0).mean()) > 1e-3  # the stand-in's features vary
-    audits = score_run(noisy_round, metrics=("mse", "fid"), device="cpu", download=False, write=False, fid_dims=2048)
+    audits = score_run(noisy_round, metrics=("mse", "fid"), device="cpu", download=False, write=False, fid_dims=2048).audits
     assert len(audits) == 1
     noisy = audits[0]
     assert noisy.unavailable == {} and noisy.fid is not None
@@ -172,7 +172,7 @@ def test_fid_at_64_dims_with_the_inception_file_present(weights_present, small_r
     # Checked before any covariance: the unpooled features would ask numpy for a 341,056² matrix.
     assert inception_features(x, model=model).shape == (2, 64)
     assert abs(fid(x, x, model=model).value) < 1e-6
-    audits = score_run(small_run, metrics=("mse", "fid"), device="cpu", download=False, write=False, fid_dims=64)
+    audits = score_run(small_run, metrics=("mse", "fid"), device="cpu", download=False, write=False, fid_dims=64).audits
     assert all("fid" not in a.unavailable and a.fid is not None and a.fid.dims == 64 for a in audits)
     assert audits[1].fid.value > audits[0].fid.value
 
@@ -183,7 +183,7 @@ def test_fid_at_64_dims_with_the_inception_file_present(weights_present, small_r
 def test_missing_pytorch_fid_package_makes_fid_unavailable(weights_present, small_run, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pytorch_fid", None)
     monkeypatch.setitem(sys.modules, "pytorch_fid.inception", None)
-    audits = score_run(small_run, metrics=("mse", "psnr", "fid"), device="cpu", download=False, write=False)
+    audits = score_run(small_run, metrics=("mse", "psnr", "fid"), device="cpu", download=False, write=False).audits
     for audit in audits:
         assert set(audit.unavailable) == {"fid"} and "pip install pytorch-fid" in audit.unavailable["fid"]
         assert audit.fid is None
@@ -195,7 +195,7 @@ def test_missing_lpips_package_makes_lpips_unavailable(weights_present, small_ru
     monkeypatch.setitem(sys.modules, "lpips", None)
     built, unavailable = build_metrics(("mse", "lpips"), device=torch.device("cpu"), download=False)
     assert set(built) == {"mse"} and set(unavailable) == {"lpips"} and "pip install lpips" in unavailable["lpips"]
-    audits = score_run(small_run, metrics=("mse", "ssim", "lpips"), device="cpu", download=False, write=False)
+    audits = score_run(small_run, metrics=("mse", "ssim", "lpips"), device="cpu", download=False, write=False).audits
     for audit in audits:
         assert set(audit.unavailable) == {"lpips"} and "pip install lpips" in audit.unavailable["lpips"]
         assert set(audit.metrics) == {"mse", "ssim"} and math.isfinite(audit.metrics["ssim"].mean)

@@ -19,12 +19,12 @@ architectures:
   - {name: convnet, width: 4, bn: false}
 variants:
   - {name: vanilla}
-  - {name: flip, kind: augment, policy: flip}
-  - {name: prune70, kind: prune, ratio: 0.7}
-  - {name: gauss, kind: gaussian, sigma: 0.001}
+  - {name: flip, augment: flip}
+  - {name: prune70, defenses: [{name: prune, params: {ratio: 0.7}}]}
+  - {name: gauss, defenses: [{name: gaussian, params: {sigma: 0.001}}]}
 attacks:
-  - {name: dlg, params: {iterations: 10, max_iter: 10}}
-  - {name: inverting_gradients, params: {iterations: 20}}
+  - {name: dlg, params: {iterations: 10, max_iter: 10}, known_labels: true}
+  - {name: inverting_gradients, params: {iterations: 20}, known_labels: true}
 images: 4
 attack_batch: 2
 classifier_epochs: 1
@@ -90,8 +90,8 @@ def test_study_scenario_errors(tmp_path: Path) -> None:
     path.write_text(MINI + "colour: red\n")
     with pytest.raises(ScenarioError, match="colour"):
         load_study(path)
-    path.write_text(MINI.replace("policy: flip", "policy: swirl"))
-    with pytest.raises(ScenarioError, match=r"variants\[1\].policy"):
+    path.write_text(MINI.replace("augment: flip", "augment: swirl"))
+    with pytest.raises(ScenarioError, match=r"variants\[1\].augment"):
         load_study(path)
 
 
