@@ -18,11 +18,11 @@ from fl_sim.scenario import (
     AuditConfig, CaptureConfig, DataConfig, DefenseConfig, FederationConfig, ModelConfig, Scenario, SweepAxis, parse_scenario,
     parse_yaml_as,
 )
-from pipeline.study_scenario import StudyAttack, StudyScenario, VariantConfig
+from pipeline.study_scenario import StudyScenario, VariantConfig
 from semsim.config import TrainConfig
 
 TWO_ATTACKS = "attacks: [{name: dlg}, {name: idlg}]\n"
-STUDY_ATTACKS = (StudyAttack("dlg"), StudyAttack("idlg"))
+STUDY_ATTACKS = (AttackConfig("dlg"), AttackConfig("idlg"))
 
 #: (YAML text, its key path, a Python constructor with the same bad value, the Python key path)
 SCENARIO_CASES: list[tuple[str, str, Callable[[], Any], str]] = [
@@ -55,10 +55,13 @@ STUDY_CASES: list[tuple[str, str, Callable[[], Any], str]] = [
     (TWO_ATTACKS + "images: 6", "images", lambda: StudyScenario(images=6, attacks=STUDY_ATTACKS), "StudyScenario.images"),
     (TWO_ATTACKS + "holdout: dataset", "holdout", lambda: StudyScenario(holdout="dataset", attacks=STUDY_ATTACKS), "StudyScenario.holdout"),
     ("attacks: [{name: dlg}]", "holdout", lambda: StudyScenario(attacks=STUDY_ATTACKS[:1]), "StudyScenario.holdout"),
-    (TWO_ATTACKS + "variants: [{name: a, kind: augment}]", "variants[0].policy", lambda: VariantConfig("a", kind="augment"), "VariantConfig.policy"),
-    (TWO_ATTACKS + "variants: [{name: a, kind: prune, ratio: 2}]", "variants[0].ratio", lambda: VariantConfig("a", kind="prune", ratio=2), "VariantConfig.ratio"),
+    (TWO_ATTACKS + "variants: [{name: a, augment: swirl}]", "variants[0].augment", lambda: VariantConfig("a", augment="swirl"), "VariantConfig.augment"),
+    (TWO_ATTACKS + "variants: [{name: a, defenses: [{name: prune, params: {ratio: 2}}]}]", "variants[0].defenses[0].params.ratio",
+     lambda: DefenseConfig("prune", {"ratio": 2}), "DefenseConfig.params.ratio"),
     ("attacks: [{name: dlg, params: {iterations: 0}}, {name: idlg}]", "attacks[0].params.iterations",
-     lambda: StudyAttack("dlg", {"iterations": 0}), "StudyAttack.params.iterations"),
+     lambda: AttackConfig("dlg", {"iterations": 0}), "AttackConfig.params.iterations"),
+    (TWO_ATTACKS + "variants: [{name: ../up}]", "variants[0].name", lambda: StudyScenario(variants=(VariantConfig("../up"),), attacks=STUDY_ATTACKS),
+     "StudyScenario.variants[0].name"),
 ]
 
 
