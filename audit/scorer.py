@@ -504,9 +504,9 @@ def score_run(
                                    scored.reconstructions, scored.perm)
             written += new
             removed += old
+        written.append(write_jsonl(store.root / METRICS_FILE, records))
+        written.append(write_jsonl(store.root / ROUNDS_FILE, [a.to_dict() for a in audits]))
         store.seal(written, removed=removed)  # once: a seal rewrites the whole manifest
-        write_jsonl(store.root / METRICS_FILE, records)
-        write_jsonl(store.root / ROUNDS_FILE, [a.to_dict() for a in audits])
     return ScoredRun(tuple(audits), tuple(pairs))
 
 

@@ -59,6 +59,13 @@ def test_mini_study(tmp_path: Path) -> None:
     folds = {f["held_out"]: f for f in json.loads((folder / "study.json").read_text())["semsim"]["folds"]}
     assert (folds["dlg"]["scored"], folds["inverting_gradients"]["scored"]) == (0, 32) and "error" in folds["dlg"]
     assert not any(r["recognised"] for r in rows if r["attack"] == "inverting_gradients")
+    # Each (architecture, variant) is a run directory the stages filled and sealed, and its images are its PNG pairs.
+    from fl_sim.run_store import RunStore
+
+    cells = sorted(path.parent for path in (folder / "runs").glob("*/*/*/manifest.json"))
+    assert len(cells) == 2 * 4
+    assert all(RunStore(cell).verify() == [] for cell in cells)
+    assert all(Path(r["reconstruction"]).is_file() and Path(r["reconstruction"]).is_relative_to(folder / "runs") for r in rows)
     # Every model was attacked on the same images.
     by_model: dict[tuple[str, str], set[int]] = {}
     for r in rows:
