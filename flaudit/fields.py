@@ -304,7 +304,7 @@ def build(
             hint = closest(str(key), tuple(init))
             suggested.add(hint)
             suggestion = f" (did you mean {hint!r}?)" if hint else ""
-            problems[key] = FieldError(owner, clip(str(key)), f"unknown key{suggestion}; allowed here: {', '.join(init)}")
+            problems[key] = FieldError(owner, key_text(key), f"unknown key{suggestion}; allowed here: {', '.join(init)}")
             continue
         try:
             kwargs[key] = convert(rules[key].hint, value, join(owner, key)) if convert else value
@@ -368,6 +368,12 @@ def flag(cls: type, name: str, *, help: str | None = None, **kwargs: Any) -> dic
     return {"type": flag_type(cls, name), "help": f"{text} ({allowed.replace('%', '%%')})", **kwargs}
 
 
+def key_text(key: Any) -> str:
+    """A key as a message names it: as written when it is a plain word, else quoted (one line, cut short)."""
+    text = str(key) if isinstance(key, str) else _shown(key)
+    return clip(text if text.isprintable() and text.strip() == text and text else repr(text), 60)
+
+
 def show(value: Any) -> str:
     """A value as a YAML user writes it: null, true, 'text', 0.1, [1, 2] (long values cut short)."""
     return clip(_shown(value))
@@ -382,7 +388,7 @@ def _shown(value: Any) -> str:
         return "[" + ", ".join(_shown(v) for v in value[:20]) + (", ...]" if len(value) > 20 else "]")
     if isinstance(value, Mapping):
         items = list(value.items())
-        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in items[:20]) + (", ...}" if len(items) > 20 else "}")
+        return "{" + ", ".join(f"{key_text(k)}: {_shown(v)}" for k, v in items[:20]) + (", ...}" if len(items) > 20 else "}")
     if isinstance(value, int) and value.bit_length() > 14_000:  # repr refuses ints of more than 4300 digits
         return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
     return repr(value)
@@ -397,7 +403,8 @@ _ENFORCED: contextvars.ContextVar[Mapping[str, float] | None] = contextvars.Cont
 @contextlib.contextmanager
 def enforcing_limits(raised: Mapping[str, float] | None = None) -> Iterator[None]:
     """Within the block, a value above its field's cost limit is refused, unless `raised` lifts the
-    limit of that key name (a file's top-level `limits: {clients: 20000}`).
+    limit of that key name (a file's top-level `limits: {clients: 20000}`; a value below the
+    declared limit leaves it as it is).
 
     The scenario loader wraps each file in it; a command that builds configs from a run's
     scenario wraps its work in it with that scenario's `limits`.
@@ -531,10 +538,10 @@ def _over_limit(rule: _Rule, value: float, *, given: Any) -> str | None:
     raised = _ENFORCED.get()
     if rule.spec.limit is None or raised is None:
         return None
-    limit = raised.get(rule.name, rule.spec.limit)
+    limit = max(raised.get(rule.name, rule.spec.limit), rule.spec.limit)  # a limit is raised, never lowered
     if value <= limit:
         return None
-    which = f"its raised limit {_number(limit)} (limits.{rule.name})" if rule.name in raised else f"the cost limit {_number(limit)}"
+    which = f"its raised limit {_number(limit)} (limits.{rule.name})" if limit > rule.spec.limit else f"the cost limit {_number(limit)}"
     return (f"{show(given)} is above {which}: it would exhaust memory or run for days; to run it on purpose, "
             f"set `limits: {{{rule.name}: {show(given)}}}` at the top level of the scenario")
 
@@ -577,5 +584,5 @@ def _type_name(value: Any) -> str:
 
 __all__ = [
     "FieldError", "FieldSpec", "Pattern", "build", "check", "check_value", "combine", "describe", "enforcing_limits", "flag",
-    "flag_type", "join", "limited_keys", "raised_limits", "show", "spec",
+    "flag_type", "join", "key_text", "limited_keys", "raised_limits", "show", "spec",
 ]
