@@ -110,3 +110,12 @@ def test_run_device_flag_is_checked_like_the_scenario_key(capsys):
         main(["run", "scenarios/quickstart.yaml", "--device", "gpu"])
     assert exit_info.value.code == 2
     assert "argument --device: 'gpu' is not allowed; allowed: one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'" in capsys.readouterr().err
+
+
+def test_run_lists_every_problem_of_the_file_one_line_each(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: ../x\ndevice: gpu\n")
+    assert main(["run", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[:3] for line in lines] == [["flaudit", "error", str(path)]] * 2
+    assert [line.split(": ")[3] for line in lines] == ["name", "device"]
