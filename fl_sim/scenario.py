@@ -58,6 +58,8 @@ MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
 #: The most values (mappings, lists and scalars) a file may hold with its aliases expanded.
 MAX_NODES = 100_000
+#: The most problems of one file listed (a file of thousands of wrong keys is not read line by line).
+MAX_REPORTED = 50
 
 #: A run's name is its directory's name under `output_dir`: one plain path component.
 PLAIN_NAME = Pattern(
@@ -540,7 +542,10 @@ def parse_yaml_as(cls: type[T], text: str, *, source: str) -> T:
         with enforcing_limits(raised):
             return build(cls, data, owner="", convert=_convert)
     except FieldError as err:
-        raise ScenarioError("\n".join(f"{source}: {e}" for e in err.errors)) from None
+        lines = [f"{source}: {e}" for e in err.errors[:MAX_REPORTED]]
+        if len(err.errors) > MAX_REPORTED:
+            lines.append(f"{source}: and {len(err.errors) - MAX_REPORTED} more problems")
+        raise ScenarioError("\n".join(lines)) from None
 
 
 def load_yaml(text: str, *, source: str) -> dict[str, Any]:

@@ -161,3 +161,8 @@ def test_huge_and_long_values_give_short_messages():
     assert len(message) < 500
     message = _error("model: {name: " + "v" * 100_000 + "}")
     assert message.startswith("f.yaml: model.name: no model 'vvvv") and len(message) < 300
+
+
+def test_a_file_of_thousands_of_problems_lists_the_first_fifty():
+    lines = _error("".join(f"k{i}: {i}\n" for i in range(3000))).splitlines()
+    assert len(lines) == 51 and lines[0].startswith("f.yaml: k0: unknown key") and lines[-1] == "f.yaml: and 2950 more problems"
