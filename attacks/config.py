@@ -28,8 +28,8 @@ class AttackConfig:
     name: str = spec("inverting_gradients", doc="attack registry name")
     params: Mapping[str, Any] = field(default_factory=dict)
     known_labels: bool = spec(False, doc="threat model: the attacker is given the true labels")
-    rounds: tuple[int, ...] | None = spec(None, ge=1, doc="rounds to attack (default: every captured round)")
-    clients: tuple[int, ...] | None = spec(None, ge=0, doc="clients to attack (default: every captured client)")
+    rounds: tuple[int, ...] | None = spec(None, ge=1, nonempty=True, doc="rounds to attack (default: every captured round)")
+    clients: tuple[int, ...] | None = spec(None, ge=0, nonempty=True, doc="clients to attack (default: every captured client)")
     seed: int = spec(0, ge=0, doc="seed of the attack's random initialisations")
     clients_per_batch: int | None = spec(
         None, ge=1, doc="at most this many clients of a round inverted as one batched computation (default: all)"

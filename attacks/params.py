@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from flaudit import limits
 from flaudit.fields import FieldError, build, check, describe, spec
 from flaudit.registry import Registry
 
@@ -31,6 +32,13 @@ def allowed_parameters(cls: type) -> str:
 # Per-tensor weights of the gradient distance (`attacks.objectives.layer_weights`).
 LAYER_WEIGHTINGS = ("equal", "linear", "exp")
 INITS = ("randn", "rand", "zeros")
+#: What an attack may need of the model it inverts (`AttackParams.needs`), in words for messages.
+MODEL_NEEDS = {
+    "first_linear": "a model whose first layer is linear with a bias on the flattened image",
+    "batch_norm": "a model with batch normalisation (for its BN-statistics prior)",
+}
+# Weights and step sizes above this make every candidate non-finite: a typo (1e308), not a setting.
+_SANE = 1000.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class AttackParams:
     """Base of every attack's hyperparameters: validated when built."""
 
     name: ClassVar[str]
+    #: What the attack needs of the model (keys of `MODEL_NEEDS`), checked with the scenario.
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -52,9 +62,9 @@ class DLGParams(AttackParams):
 
     name: ClassVar[str] = "dlg"
 
-    iterations: int = spec(300, ge=1, doc="L-BFGS steps (each up to max_iter inner iterations)")
-    lr: float = spec(1.0, gt=0.0, doc="L-BFGS step size")
-    max_iter: int = spec(20, ge=1, doc="L-BFGS inner iterations per step (torch's default)")
+    iterations: int = spec(300, ge=1, limit=limits.ITERATIONS, doc="L-BFGS steps (each up to max_iter inner iterations)")
+    lr: float = spec(1.0, gt=0.0, le=_SANE, doc="L-BFGS step size")
+    max_iter: int = spec(20, ge=1, limit=limits.MAX_ITER, doc="L-BFGS inner iterations per step (torch's default)")
     history_size: int = spec(100, ge=1, doc="L-BFGS curvature pairs kept")
     restarts: int = spec(
         1, ge=1, le=4096,
@@ -63,7 +73,7 @@ class DLGParams(AttackParams):
     label_mode: str = spec("joint", choices=("joint", "recovered"), doc="optimise soft labels or read them analytically")
     distance: str = spec("l2", choices=("l2", "cosine"), doc="gradient distance")
     layer_weighting: str = spec("equal", choices=LAYER_WEIGHTINGS, doc="per-tensor weights of the distance")
-    tv: float = spec(0.0, ge=0.0, doc="total-variation weight (DLG has none)")
+    tv: float = spec(0.0, ge=0.0, le=_SANE, doc="total-variation weight (DLG has none)")
     init: str = spec("randn", choices=("randn", "rand"), doc="initial candidates (normalised space)")
     compile: bool = spec(False, doc="torch.compile the batched objective: slow first call, faster iterations")
 
@@ -83,9 +93,9 @@ class InvertingGradientsParams(AttackParams):
 
     name: ClassVar[str] = "inverting_gradients"
 
-    iterations: int = spec(24_000, ge=1, doc="Adam iterations per restart")
-    lr: float = spec(0.1, gt=0.0, doc="Adam step size")
-    tv: float = spec(0.2, ge=0.0, doc="total-variation weight")
+    iterations: int = spec(24_000, ge=1, limit=limits.ITERATIONS, doc="Adam iterations per restart")
+    lr: float = spec(0.1, gt=0.0, le=_SANE, doc="Adam step size")
+    tv: float = spec(0.2, ge=0.0, le=_SANE, doc="total-variation weight")
     restarts: int = spec(1, ge=1, le=4096, doc="random restarts, run as one batch; the best by loss is kept")
     distance: str = spec("cosine", choices=("cosine", "l2"), doc="gradient distance")
     layer_weighting: str = spec("equal", choices=LAYER_WEIGHTINGS, doc="per-tensor weights of the distance")
@@ -101,9 +111,10 @@ class GradInversionParams(InvertingGradientsParams):
     """Inverting Gradients plus GradInversion's BN-statistics prior (breaching's DeepInversion weights)."""
 
     name: ClassVar[str] = "gradinversion"
+    needs: ClassVar[tuple[str, ...]] = ("batch_norm",)
 
-    bn: float = spec(0.1, gt=0.0, doc="weight of the BN-statistics prior")
-    bn_first_multiplier: float = spec(10.0, ge=0.0, doc="extra weight of the first BN layer")
+    bn: float = spec(0.1, gt=0.0, le=_SANE, doc="weight of the BN-statistics prior")
+    bn_first_multiplier: float = spec(10.0, ge=0.0, le=_SANE, doc="extra weight of the first BN layer")
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class AnalyticLinearParams(AttackParams):
     """The closed-form attack on a first linear layer with bias: nothing to tune."""
 
     name: ClassVar[str] = "analytic_linear"
+    needs: ClassVar[tuple[str, ...]] = ("first_linear",)
 
     layer: str = spec("", doc="name of the first nn.Linear ('' finds it)")
 
@@ -145,11 +157,11 @@ def build_params(cls: type[P], name: str, params: Mapping[str, Any]) -> P:
 
 
 def _attack_error(err: FieldError) -> AttackParameterError:
-    return err if isinstance(err, AttackParameterError) else AttackParameterError(err.owner, err.key, err.problem)
+    return err if isinstance(err, AttackParameterError) else AttackParameterError(err.owner, err.key, err.problem, err.others)
 
 
 __all__ = [
-    "ATTACK_PARAMS", "INITS", "LAYER_WEIGHTINGS", "AnalyticLinearParams", "AttackParameterError", "AttackParams",
+    "ATTACK_PARAMS", "INITS", "LAYER_WEIGHTINGS", "MODEL_NEEDS", "AnalyticLinearParams", "AttackParameterError", "AttackParams",
     "DLGParams", "GradInversionParams", "IDLGParams", "InvertingGradientsParams", "allowed_parameters",
     "build_params", "check_attack_params",
 ]

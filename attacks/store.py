@@ -19,6 +19,7 @@ import torch
 from attacks.base import ServerView, SharedMetadata
 from flaudit.errors import CaptureCorruptError
 from flaudit.io import atomic_write_json, load_tensors, read_json, save_tensors
+from flaudit.limits import check_capture_sizes
 from flaudit.models import ModelSpec, build_model
 from flaudit.rundir import CaptureKey, RunDir
 
@@ -82,9 +83,11 @@ class CaptureStore(RunDir):
         """Rebuild the ServerView of one capture: the global model as sent, the update, the metadata.
 
         Raises:
-            CaptureCorruptError: a file of the capture is missing or differs from manifest.json.
+            CaptureCorruptError: a file of the capture is missing or differs from manifest.json, or
+                records sizes past the cost limits (`flaudit.limits`).
         """
         info = self.read_capture_info(key)
+        check_capture_sizes(info, path=self.info_path(key))  # before any tensor or model is made from it
         tensors = load_tensors(self.verified(self.capture_path(key)), device=device)
         spec = ModelSpec.from_dict(info["model"])
         model = build_model(spec).to(device)

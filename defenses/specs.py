@@ -21,7 +21,8 @@ from flaudit.registry import Registry
 class GaussianParams:
     """`gaussian`: N(0, sigma^2) added to every entry."""
 
-    sigma: float = spec(ge=0.0, doc="standard deviation of the noise")
+    # Above 1000 the defended update is noise alone; near 1e38 float32 noise is inf (a typo, not a setting).
+    sigma: float = spec(ge=0.0, le=1000.0, doc="standard deviation of the noise")
 
     def __post_init__(self) -> None:
         check(self)
@@ -41,8 +42,9 @@ class PruneParams:
 class ClipNoiseParams:
     """`clip_noise`: clipping to an L2 norm, then Gaussian noise scaled to it (DP-SGD's step)."""
 
-    clip_norm: float = spec(gt=0.0, doc="L2 norm the update is clipped to")
-    noise_multiplier: float = spec(ge=0.0, doc="noise standard deviation over clip_norm")
+    # Bounded so that noise_multiplier * clip_norm stays far inside float32 (a typo such as 1e308 is refused).
+    clip_norm: float = spec(gt=0.0, le=1e6, doc="L2 norm the update is clipped to")
+    noise_multiplier: float = spec(ge=0.0, le=1000.0, doc="noise standard deviation over clip_norm")
     delta: float = spec(1e-5, gt=0.0, lt=1.0, doc="delta of the (epsilon, delta) accounting only")
 
     def __post_init__(self) -> None:

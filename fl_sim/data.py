@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, Subset
 from flaudit.errors import DatasetUnavailableError
 from flaudit.offline import downloads_allowed
 from flaudit.registry import Registry
+from fl_sim.preflight import EMBEDDED, EXPECTED_FILES, dataset_files_problem
 from fl_sim.scenario import DATASET_NAMES, DataConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,7 +104,7 @@ def dataset_availability(root: str = DataConfig.root) -> dict[str, str | None]:
                 DATASETS.get(name)(DataConfig(dataset=name, root=root))
                 status[name] = None
             else:
-                status[name] = _offline_check(name, Path(root).expanduser())
+                status[name] = dataset_files_problem(name, Path(root).expanduser())
         except DatasetUnavailableError as err:
             status[name] = str(err)
     return status
@@ -189,31 +190,11 @@ def _lfw_faces(config: DataConfig) -> DatasetBundle:
     return _split_tensors(images.clamp(0, 1), labels, config, "lfw-faces", 2)
 
 
-EMBEDDED = ("digits", "lfw-faces")
-
 
 # --- torchvision datasets ----------------------------------------------------------------------------
 
-# name -> (file or folder that must exist under root, where it comes from)
-_EXPECTED = {
-    "cifar10": ("cifar-10-batches-py/", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": ("cifar-100-python/", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
-    "caltech101": ("caltech101/101_ObjectCategories/", "torchvision.datasets.Caltech101(download=True)"),
-    "celeba": ("celeba/img_align_celeba/ and celeba/identity_CelebA.txt", "torchvision.datasets.CelebA(download=True) or the CelebA site"),
-    "imagenette": ("imagenette2-160/", "torchvision.datasets.Imagenette(size='160px', download=True)"),
-    "stanford-dogs": ("stanford-dogs/Images/<breed>/*.jpg", "http://vision.stanford.edu/aditya86/ImageNetDogs/images.tar"),
-}
-
-
-def _offline_check(name: str, root: Path) -> str | None:
-    target, origin = _EXPECTED[name]
-    first = root / target.split(" ")[0]
-    when = "FLAUDIT_OFFLINE is set, so it will not download" if not downloads_allowed() else "it downloads on first use where there is internet"
-    return None if first.exists() else f"not found: put {target} under {root} (from {origin}); {when}"
-
-
 def _unavailable(name: str, root: Path, err: Exception) -> DatasetUnavailableError:
-    target, origin = _EXPECTED[name]
+    target, origin = EXPECTED_FILES[name]
     return DatasetUnavailableError(
         f"dataset {name!r} is unavailable: could not load or download it ({type(err).__name__}: {err}). "
         f"Put {target} under {root} (from {origin}), or choose an embedded dataset: {', '.join(EMBEDDED)}"

@@ -11,7 +11,6 @@ sums depend on order.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -20,15 +19,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from flaudit.errors import FlauditError
-from flaudit.seeds import derive_seed
+from flaudit.seeds import chosen_partitions, clients_per_round
 
 if TYPE_CHECKING:
     from flwr.supercore.run import Run
-
-
-def clients_per_round(fraction: float, clients: int) -> int:
-    """The clients that train each round: `fraction` of them, rounded, and at least one."""
-    return max(1, round(fraction * clients))
 
 
 class ChosenNodesGrid(Grid):
@@ -78,9 +72,8 @@ class ChosenNodesGrid(Grid):
 class SeededSampling(Strategy):
     """`strategy`, training a seeded choice of `per_round` clients each round.
 
-    Round r trains the partitions ``random.Random(derive_seed(seed, "sample", r)).sample(...)``
-    draws from the (node, partition) pairs ordered by partition id: the same seed picks the same
-    partitions whatever node ids Flower assigned. Evaluation is the inner strategy's own.
+    Round r trains the partitions `flaudit.seeds.chosen_partitions` draws for it: the same seed
+    picks the same partitions whatever node ids Flower assigned. Evaluation is the inner strategy's own.
 
     The inner strategy must train every node it is shown: e.g. FedAvg with ``fraction_train=1.0``
     and ``min_train_nodes = min_available_nodes = per_round``; any other choice raises.
@@ -112,10 +105,8 @@ class SeededSampling(Strategy):
 
     def choose(self, server_round: int) -> list[int]:
         """The node ids that train in `server_round`, in partition order."""
-        by_partition = sorted(self.partitions.items(), key=lambda item: item[1])
-        rng = random.Random(derive_seed(self.seed, "sample", server_round))
-        chosen = sorted(rng.sample(by_partition, self.per_round), key=lambda item: item[1])
-        return [node for node, _ in chosen]
+        node_of = {partition: node for node, partition in self.partitions.items()}
+        return [node_of[p] for p in chosen_partitions(self.seed, server_round, node_of, self.per_round)]
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         """The inner strategy's train messages for this round's chosen nodes, in partition order."""
@@ -144,3 +135,6 @@ class SeededSampling(Strategy):
     def _in_partition_order(self, replies: Iterable[Message]) -> list[Message]:
         # By the sender's partition, from the roll call: an error reply has no content to read it from.
         return sorted(replies, key=lambda m: self.partitions[m.metadata.src_node_id])
+
+
+__all__ = ["ChosenNodesGrid", "SeededSampling", "clients_per_round"]

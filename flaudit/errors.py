@@ -28,3 +28,8 @@ class WeightsUnavailableError(FlauditError):
 
 class CaptureCorruptError(FlauditError):
     """A run directory's file is missing, truncated or does not match its manifest hash."""
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters (a value quoted in a message may be a whole file)."""
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."

@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FlauditError as err:
-        print(f"flaudit: error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:  # one line per problem (a scenario's are all listed)
+            print(f"flaudit: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("flaudit: interrupted; completed steps are kept in the run directory, re-run to resume", file=sys.stderr)

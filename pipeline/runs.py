@@ -14,6 +14,7 @@ from audit.metrics import DEFAULT_METRICS, ImageMetric
 from audit.scorer import RoundAudit, score_run
 from flaudit.errors import DatasetUnavailableError, FlauditError, ScenarioError
 from flaudit.progress import is_quiet
+from fl_sim.preflight import check_before_run
 from fl_sim.run_store import RunStore
 from fl_sim.scenario import DefenseConfig, Scenario, SweepAxis, parse_scenario
 from fl_sim.simulate import run_federation
@@ -51,7 +52,7 @@ def sweep_variants(scenario: Scenario) -> list[Variant]:
                     break
             else:
                 defenses.append(DefenseConfig(axis.defense, {axis.param: value}))
-            name = f"{axis.defense}-{axis.param}-{value:g}"
+            name = axis.variant_name(value)
             variants.append(Variant(name, axis, value, dataclasses.replace(scenario, name=name, defenses=tuple(defenses), sweep=())))
     return variants
 
@@ -69,8 +70,10 @@ def run_one(scenario: Scenario, run_dir: Path, *, device: str, force: bool, verb
     """Federation (skipped when `run_dir` already holds this scenario's finished federation), attack, audit.
 
     `threads` is the CPU count the federation may use (see `flaudit.threads`); it is not part
-    of what makes two runs the same.
+    of what makes two runs the same. What this machine lacks for the run (the device, the dataset,
+    enough examples for the clients) is refused first (`fl_sim.preflight.check_before_run`).
     """
+    check_before_run(scenario, device=device)
     store = RunStore(run_dir)
     same = _holds_same_scenario(store, scenario)
     finished = store.history_path.exists() and same

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from attacks.config import AttackConfig
 from attacks.params import ATTACK_PARAMS
 from flaudit.errors import FlauditError
-from flaudit.fields import flag
+from flaudit.fields import enforcing_limits, flag
 from pipeline.commands.options import add_threads_option
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
 
 def _attack(args: argparse.Namespace) -> int:
     from pipeline.stages import attack_run
-    from pipeline.commands.options import scenario_threads
+    from pipeline.commands.options import scenario_limits, scenario_threads
     from fl_sim.run_store import RunStore
     from flaudit.threads import configure_threads
 
@@ -87,7 +87,8 @@ def _attack(args: argparse.Namespace) -> int:
     if not store.captures.capture_keys():
         raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")
     configure_threads(args.threads, scenario_threads(store))
-    outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force).outcomes
+    with enforcing_limits(scenario_limits(store)):  # the limits the run's scenario raised hold for the flags and its captures
+        outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force).outcomes
     corrupt = [o for o in outcomes if o.corrupt]
     done = sum(not o.skipped and not o.corrupt for o in outcomes)
     kept = sum(o.skipped for o in outcomes)

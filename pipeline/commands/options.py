@@ -49,3 +49,15 @@ def scenario_threads(store: "RunStore") -> int | None:
         return load_scenario(store.scenario_path).threads
     except FlauditError:
         return None
+
+
+def scenario_limits(store: RunStore) -> dict[str, float]:
+    """The cost limits the scenario of a run directory raised (empty when it has none or is unreadable)."""
+    from fl_sim.scenario import load_scenario
+
+    if not store.scenario_path.exists():
+        return {}
+    try:
+        return dict(load_scenario(store.scenario_path).limits)
+    except FlauditError:
+        return {}

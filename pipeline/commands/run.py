@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import functools
+import sys
 import time
 from pathlib import Path
-from pipeline.commands.options import add_threads_option
 
+from fl_sim.scenario import Scenario
+from flaudit.fields import enforcing_limits, flag
+from pipeline.commands.options import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
     parser.add_argument("--run-dir", type=Path, help="run directory (default: OUTPUT_DIR/NAME from the scenario)")
-    parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] for attacks and metrics (default: the scenario's)")
+    parser.add_argument("--device", **flag(Scenario, "device", default=None, help="where attacks and metrics run (default: the scenario's)"))
     parser.add_argument("--force", action="store_true", help="re-run every step even when its outputs exist")
     parser.add_argument("--no-audit", action="store_true", help="stop after the federation and the attack")
     add_threads_option(parser)
@@ -27,13 +29,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.runs import audit_step, default_run_dir, run_one, sweep_variants, write_sweep
-    from pipeline.summary import print_summary
     from fl_sim.scenario import load_scenario
 
-    from flaudit.threads import configure_threads
-
     scenario = load_scenario(args.scenario)
+    with enforcing_limits(scenario.limits):  # the limits it raised hold for all it builds (attack, captures read back)
+        return _run_scenario(args, scenario)
+
+
+def _run_scenario(args: argparse.Namespace, scenario: Scenario) -> int:
+    from flaudit.threads import configure_threads
+    from pipeline.runs import (
+        audit_step,
+        default_run_dir,
+        run_one,
+        sweep_variants,
+        write_sweep,
+    )
+    from pipeline.summary import print_summary
+
     threads = configure_threads(args.threads, scenario.threads)
     root = args.run_dir or default_run_dir(scenario)
     device = args.device or scenario.device

@@ -33,16 +33,16 @@ def test_unknown_parameter_names_attack_and_allowed() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("dlg", {"lr": -1.0}, "dlg.lr: -1.0 is out of range; allowed: float in (0, inf) (default 1.0) - L-BFGS step size"),
+        ("dlg", {"lr": -1.0}, "dlg.lr: -1.0 is out of range; allowed: float in (0, 1000] (default 1.0) - L-BFGS step size"),
         ("dlg", {"iterations": 0}, "dlg.iterations: 0 is out of range; allowed: int in [1, inf) (default 300)"),
         ("dlg", {"iterations": 2.5}, "dlg.iterations: expected an integer, got 2.5; allowed: int in [1, inf)"),
         ("dlg", {"restarts": 5000}, "dlg.restarts: 5000 is out of range; allowed: int in [1, 4096] (default 1)"),
-        ("inverting_gradients", {"tv": "1e-4"}, "inverting_gradients.tv: expected a number, got '1e-4'; allowed: float in [0, inf)"),
+        ("inverting_gradients", {"tv": "1e-4"}, "inverting_gradients.tv: expected a number, got '1e-4'; allowed: float in [0, 1000]"),
         ("inverting_gradients", {"distance": "l1"},
          "inverting_gradients.distance: 'l1' is not allowed (did you mean 'l2'?); allowed: one of 'cosine', 'l2' (default 'cosine')"),
         ("inverting_gradients", {"signed": 1}, "inverting_gradients.signed: expected true or false, got 1; allowed: true or false (default true)"),
         ("idlg", {"label_mode": "joint"}, "idlg.label_mode: 'joint' is not allowed; allowed: one of 'recovered' (default 'recovered')"),
-        ("gradinversion", {"bn": 0.0}, "gradinversion.bn: 0.0 is out of range; allowed: float in (0, inf) (default 0.1)"),
+        ("gradinversion", {"bn": 0.0}, "gradinversion.bn: 0.0 is out of range; allowed: float in (0, 1000] (default 0.1)"),
     ],
 )
 def test_bad_values_name_parameter_and_range(name: str, params: dict, message: str) -> None:

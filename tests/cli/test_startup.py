@@ -49,7 +49,7 @@ def test_validate_checks_attack_parameters_without_torch(tmp_path: Path) -> None
     bad = tmp_path / "bad.yaml"
     bad.write_text("attack: {name: idlg, params: {iterations: 0}}\n", encoding="utf-8")
     result = _run("validate", str(bad))
-    assert result["code"] == 2
+    assert result["code"] == 1
     assert result["heavy"] == []
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert f"{bad}: attack.params.iterations: 0 is out of range; allowed: int in [1, inf) (default 300) - L-BFGS steps" in done.stderr

@@ -129,7 +129,7 @@ def test_registry_validates_parameters():
         validate_defense("gaussian", {"sigm": 0.1}, where="f.yaml: defenses[0]")
     with pytest.raises(ScenarioError, match="known: clip_noise, gaussian, prune"):
         validate_defense("dropout", {}, where="f.yaml: defenses[0]")
-    with pytest.raises(ScenarioError, match=r"defenses\[0\]\.sigma: required key is missing; allowed: float in \[0, inf\)"):
+    with pytest.raises(ScenarioError, match=r"defenses\[0\]\.sigma: required key is missing; allowed: float in \[0, 1000\]"):
         validate_defense("gaussian", {}, where="f.yaml: defenses[0]")
 
 
