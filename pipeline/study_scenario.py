@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from attacks.config import AttackConfig
-from fl_sim.scenario import DefenseConfig, ModelConfig, check_dataset_name, parse_yaml_as
+from fl_sim.scenario import DEVICE, PLAIN_NAME, DefenseConfig, ModelConfig, check_dataset_name, parse_yaml_as, read_text
 from flaudit.errors import ScenarioError
 from flaudit.fields import FieldError, build, check, spec
 from semsim.config import TrainConfig
@@ -21,7 +20,6 @@ CLASSIC_METRICS = ("mse", "psnr", "ssim", "lpips", "fid")
 ALL_METRICS = (*CLASSIC_METRICS, "oracle", "semsim")
 POLICIES = ("flip", "shift", "rotate", "invert")
 HOLDOUTS = ("attack", "architecture")
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class VariantConfig:
         defenses: defenses applied in order to each update before it leaves the client.
     """
 
-    name: str = spec(doc="variant name (unique)")
+    name: str = spec(pattern=PLAIN_NAME, doc="variant name (unique; a folder of the study's run directories)")
     augment: str | None = spec(None, choices=POLICIES, doc="augmentation policy the client trains and shares gradients with")
     defenses: tuple[DefenseConfig, ...] = ()
 
@@ -68,7 +66,7 @@ class StudyScenario:
         device: `auto`, `cpu`, `cuda`.
     """
 
-    name: str = spec("metric-study", doc="study name (output folder name under output)")
+    name: str = spec("metric-study", pattern=PLAIN_NAME, doc="study name (output folder name under output)")
     output: str = spec("runs/study", doc="where results go")
     seed: int = spec(0, ge=0, doc="every random choice")
     datasets: tuple[str, ...] = spec(("digits",), doc="datasets by name")
@@ -84,7 +82,7 @@ class StudyScenario:
     semsim: Mapping[str, Any] = field(default_factory=dict)
     human_annotations: str | None = spec(None, doc="JSON Lines of people's judgements, used instead of the oracle")
     n_boot: int = spec(1000, ge=1, doc="bootstrap resamples of the correlation CIs")
-    device: str = spec("auto", doc="auto, cpu or cuda[:N]")
+    device: str = spec("auto", pattern=DEVICE, doc="where classifiers, attacks and metrics run")
 
     def __post_init__(self) -> None:
         check(self)
@@ -98,10 +96,7 @@ class StudyScenario:
             raise FieldError(owner, "holdout", f"leave-one-{self.holdout}-out needs at least two {self.holdout}s")
         for section, names in (("variants", [v.name for v in self.variants]), ("attacks", [a.name for a in self.attacks])):
             for index, name in enumerate(names):
-                # Each variant and attack is a folder of the study's run directories.
-                if not PLAIN_NAME.fullmatch(name):
-                    raise FieldError(owner, f"{section}[{index}].name", f"{name!r} is not a plain name; allowed: letters, digits, '.', '_', '-', not starting with '.'")
-                if name in names[:index]:
+                if name in names[:index]:  # each is a folder of the study's run directories
                     raise FieldError(owner, f"{section}[{index}].name", f"{name!r} is already a{'n' if section == 'attacks' else ''} {section[:-1]}'s name; names must be unique")
         if self.images % self.attack_batch:
             raise FieldError(owner, "images", f"{self.images} is not a multiple of attack_batch ({self.attack_batch})")
@@ -118,7 +113,4 @@ def load_study(path: str | Path) -> StudyScenario:
         ScenarioError: the file is missing, not YAML, or a key/value is not allowed (the
             message names the file, the key path and what is allowed).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"{path}: study scenario not found; start from scenarios/metric_study.yaml")
-    return parse_yaml_as(StudyScenario, path.read_text(encoding="utf-8"), source=str(path))
+    return parse_yaml_as(StudyScenario, read_text(path), source=str(path))

@@ -60,8 +60,7 @@ STUDY_CASES: list[tuple[str, str, Callable[[], Any], str]] = [
      lambda: DefenseConfig("prune", {"ratio": 2}), "DefenseConfig.params.ratio"),
     ("attacks: [{name: dlg, params: {iterations: 0}}, {name: idlg}]", "attacks[0].params.iterations",
      lambda: AttackConfig("dlg", {"iterations": 0}), "AttackConfig.params.iterations"),
-    (TWO_ATTACKS + "variants: [{name: ../up}]", "variants[0].name", lambda: StudyScenario(variants=(VariantConfig("../up"),), attacks=STUDY_ATTACKS),
-     "StudyScenario.variants[0].name"),
+    (TWO_ATTACKS + "variants: [{name: ../up}]", "variants[0].name", lambda: VariantConfig("../up"), "VariantConfig.name"),
 ]
 
 

@@ -89,7 +89,8 @@ def test_a_study_file_is_read_safely_and_its_device_checked(tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text(study.replace("device: auto", "device: tpu"), encoding="utf-8")
     code, errors, _ = _validate(capsys, path)
-    assert code == 1 and errors == [f"flaudit: error: {path}: device: 'tpu' is not one of auto, cpu, cuda, cuda:N, mps"]
+    assert code == 1 and errors == [f"flaudit: error: {path}: device: 'tpu' is not allowed; allowed: one of 'auto', 'cpu', 'cuda', "
+                                    "'cuda:N', 'mps' (default 'auto') - where classifiers, attacks and metrics run"]
     path.write_bytes(study.encode("utf-8") + b"# caf\xe9\n")
     code, errors, _ = _validate(capsys, path)
     assert code == 1 and errors[0].startswith(f"flaudit: error: {path}: not UTF-8 text")
