@@ -123,7 +123,7 @@ def serve(session: Session, *, host: str = "127.0.0.1", port: int = 8765, allow_
     import uvicorn
 
     allowed = check_host(host, allow_remote=allow_remote)
-    config = uvicorn.Config(create_app(session, allowed_hosts=allowed), host=host, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(session, allowed_hosts=allowed), host=host, port=port, log_level="warning", ws="none",
                             access_log=False, limit_concurrency=64)
     print(f"annotating {len(session.shown)} items, each by {session.capacity} people: open http://{host}:{port}/ (Ctrl-C to stop)")
     uvicorn.Server(config).run()
