@@ -8,7 +8,12 @@ import random
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from semsim.annotate.agreement import cohen_kappa, fleiss_kappa, majority, percent_agreement
+from semsim.annotate.agreement import (
+    cohen_kappa,
+    fleiss_kappa,
+    majority,
+    percent_agreement,
+)
 
 # Fleiss (1971) as worked on Wikipedia's "Fleiss' kappa" page: 10 subjects, 14 raters, 5 categories,
 # P = 0.378, P_e = 0.213, kappa = 0.210.
