@@ -17,10 +17,11 @@ from starlette.applications import Starlette
 
 
 @contextmanager
-def running(app: Starlette) -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL."""
+def running(app: Starlette, port: int = 0) -> Iterator[str]:
+    """Serve `app` until the block ends, on `port` (0: a free one); yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart on the same port (the page's origin)
+    sock.bind(("127.0.0.1", port))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, ws="none"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
