@@ -166,7 +166,8 @@ def _describe(shown: Shown) -> dict[str, Any]:
     choices = item.choices(shown.source.class_names)
     images = {"rec": f"/img/{shown.id}/rec"} | ({"ori": f"/img/{shown.id}/ori"} if item.mode == "pair" else {})
     return {
-        "id": shown.id, "mode": item.mode, "dataset": shown.source.dataset, "run": shown.source.variant,
+        # Not the run's name: a variant called "noise-0.1" would tell the person what to expect.
+        "id": shown.id, "mode": item.mode,
         "choices": [{"value": c.value, "label": c.label, "key": key} for c, key in zip(choices, shortcut_keys(choices), strict=True)],
         "images": images,
     }

@@ -44,6 +44,12 @@ def _wait_progress(page, text: str) -> None:  # type: ignore[no-untyped-def]
 
 def _wait_new_item(page, old_src: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_function("old => document.getElementById('rec').getAttribute('src') !== old", arg=old_src, timeout=30_000)
+    _wait_ready(page)
+
+
+def _wait_ready(page) -> None:  # type: ignore[no-untyped-def]
+    """The answers are enabled once the images have loaded."""
+    page.wait_for_selector("#choices button:not([disabled])", timeout=30_000)
 
 
 def test_people_annotate_in_a_real_browser(digits, tmp_path: Path) -> None:
@@ -61,7 +67,7 @@ def test_people_annotate_in_a_real_browser(digits, tmp_path: Path) -> None:
             page.fill("#annotator", "alice")
             page.press("#annotator", "Enter")
             _wait_progress(page, "0 of 12 judged by you")
-            page.wait_for_function("document.getElementById('rec').complete && document.getElementById('rec').naturalWidth > 0")
+            _wait_ready(page)
             # Nearest-neighbour enlargement of the 8x8 digit, and every answer on a laptop screen.
             assert page.eval_on_selector("#rec", "img => [img.naturalWidth, getComputedStyle(img).imageRendering]") == [8, "pixelated"]
             assert page.eval_on_selector("#rec", "img => img.getBoundingClientRect().width") >= 200
@@ -92,6 +98,7 @@ def test_people_annotate_in_a_real_browser(digits, tmp_path: Path) -> None:
             page.keyboard.press("Backspace")
             _wait_progress(page, "2 of 12")
             page.wait_for_function("old => document.getElementById('rec').getAttribute('src') === old", arg=src)
+            _wait_ready(page)
             assert "undone" in page.text_content("#status")
             wrong = str((shown.item.label + 1) % 10)
             page.keyboard.press(wrong)
@@ -125,7 +132,8 @@ def test_people_annotate_in_a_real_browser(digits, tmp_path: Path) -> None:
             page = alice_context.new_page()
             page.goto(url)
             _wait_progress(page, "0 of 12")
-            page.wait_for_function("document.getElementById('ori').naturalWidth > 0 && document.getElementById('rec').naturalWidth > 0")
+            _wait_ready(page)
+            assert page.eval_on_selector_all("#images img", "imgs => imgs.map(img => img.naturalWidth)") == [8, 8]
             assert page.is_visible("#fig-ori") and page.is_visible("#fig-rec")
             assert page.eval_on_selector_all("#choices button kbd", "ks => ks.map(k => k.textContent)") == ["s", "d", "c"]
             page.keyboard.press("s")

@@ -80,6 +80,7 @@ function render(next, note) {
     key.textContent = choice.key;
     button.append(key, document.createTextNode(choice.label));
     button.title = `key ${choice.key}`;
+    button.disabled = true;  // until the images are there: nobody answers what they have not seen
     button.addEventListener("click", () => { select(index); confirm(); });
     buttons.append(button);
   });
@@ -88,8 +89,13 @@ function render(next, note) {
   let pending = wanted.length;
   for (const which of wanted) {
     const img = $(which);
-    img.onload = () => { if (--pending === 0) shownAt = performance.now(); };
+    img.onload = () => {
+      if (--pending > 0) return;
+      shownAt = performance.now();
+      for (const button of $("choices").children) button.disabled = false;
+    };
     img.onerror = () => setStatus(`the ${which === "ori" ? "original" : "reconstruction"} could not be loaded`, true);
+    img.removeAttribute("src");  // the same URL again (after an undo) must load, and fire onload, again
     img.src = item.images[which];
   }
   setStatus(note);
