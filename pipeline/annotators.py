@@ -33,17 +33,18 @@ def run_scenario(store: RunStore) -> Scenario:
     """The federation scenario a run directory was made from.
 
     Raises:
-        FlauditError: scenario.yaml is missing or is not a federation scenario (a study cell's, say).
+        ScenarioError: scenario.yaml is missing or is not a federation scenario (a study cell's, say);
+            the audit then scores without the oracle and says why.
     """
     from fl_sim.scenario import parse_scenario
 
     path = store.scenario_path
     if not path.is_file():
-        raise FlauditError(f"{path}: missing; {store.root} is not a run directory of `flaudit run`")
+        raise ScenarioError(f"{path}: missing; {store.root} is not a run directory of `flaudit run`")
     try:
         return parse_scenario(path.read_text(encoding="utf-8"), source=str(path))
     except ScenarioError as err:
-        raise FlauditError(f"{path}: not a federation scenario, so the run's dataset is unknown ({err})") from None
+        raise ScenarioError(f"{path}: not a federation scenario, so the run's dataset is unknown ({err})") from None
 
 
 def run_dataset(store: RunStore) -> DatasetBundle:
