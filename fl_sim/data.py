@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,8 @@ class DatasetBundle:
         mean: per-channel normalisation mean (public).
         std: per-channel normalisation std (public).
         identity: labels are identities (same/different judgements instead of classes).
+        class_names: a name per class, for people (the annotation page's buttons); () when the
+            classes have none.
     """
 
     name: str
@@ -55,6 +57,7 @@ class DatasetBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     identity: bool = False
+    class_names: tuple[str, ...] = ()
 
     def images(self, indices: np.ndarray | torch.Tensor | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Stack the training images and labels at `indices` (tensors in memory are indexed directly)."""
@@ -145,7 +148,8 @@ def partition_indices(labels: np.ndarray, *, clients: int, scheme: str, alpha: f
 # --- embedded datasets -------------------------------------------------------------------------------
 
 
-def _split_tensors(images: torch.Tensor, labels: torch.Tensor, config: DataConfig, name: str, num_classes: int, *, seed: int = 0) -> DatasetBundle:
+def _split_tensors(images: torch.Tensor, labels: torch.Tensor, config: DataConfig, name: str, class_names: tuple[str, ...], *,
+                   seed: int = 0) -> DatasetBundle:
     images = _resize(images, config.image_size)
     # A fixed, stratified hold-out split: the server's test set never changes with the run's seed.
     from sklearn.model_selection import train_test_split
@@ -160,8 +164,8 @@ def _split_tensors(images: torch.Tensor, labels: torch.Tensor, config: DataConfi
     std = tuple(float(v) for v in train.images.std(dim=(0, 2, 3)))
     return DatasetBundle(
         name=name, train=train, test=TensorImages(images[test_idx], labels[test_idx]),
-        train_labels=labels[train_idx].numpy(), num_classes=num_classes,
-        shape=tuple(images.shape[1:]), mean=mean, std=std,  # type: ignore[arg-type]
+        train_labels=labels[train_idx].numpy(), num_classes=len(class_names),
+        shape=tuple(images.shape[1:]), mean=mean, std=std, class_names=class_names,  # type: ignore[arg-type]
     )
 
 
@@ -177,7 +181,7 @@ def _digits(config: DataConfig) -> DatasetBundle:
 
     raw = load_digits()
     images = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return _split_tensors(images, torch.tensor(raw.target, dtype=torch.long), config, "digits", 10)
+    return _split_tensors(images, torch.tensor(raw.target, dtype=torch.long), config, "digits", tuple(str(digit) for digit in range(10)))
 
 
 @DATASETS.register("lfw-faces")
@@ -187,7 +191,7 @@ def _lfw_faces(config: DataConfig) -> DatasetBundle:
     images = torch.tensor(np.asarray(lfw_subset()), dtype=torch.float32).unsqueeze(1)
     # scikit-image's subset: the first 100 are faces, the last 100 non-faces.
     labels = torch.cat([torch.zeros(100, dtype=torch.long), torch.ones(100, dtype=torch.long)])
-    return _split_tensors(images.clamp(0, 1), labels, config, "lfw-faces", 2)
+    return _split_tensors(images.clamp(0, 1), labels, config, "lfw-faces", ("face", "not a face"))
 
 
 
@@ -231,12 +235,13 @@ def _download(fn: Callable[[bool], Dataset], name: str, root: Path) -> Dataset:
 
 
 def _bundle(name: str, train: Dataset, test: Dataset, labels: np.ndarray, num_classes: int, config: DataConfig,
-            mean: tuple[float, ...], std: tuple[float, ...], identity: bool = False) -> DatasetBundle:
+            mean: tuple[float, ...], std: tuple[float, ...], identity: bool = False, class_names: Sequence[str] = ()) -> DatasetBundle:
     if config.max_examples is not None and config.max_examples < len(labels):
         keep = np.arange(config.max_examples)
         train, labels = Subset(train, keep.tolist()), labels[keep]
     shape = tuple(train[0][0].shape)
-    return DatasetBundle(name, train, test, np.asarray(labels), num_classes, shape, mean, std, identity)  # type: ignore[arg-type]
+    return DatasetBundle(name, train, test, np.asarray(labels), num_classes, shape, mean, std, identity,  # type: ignore[arg-type]
+                         tuple(str(c) for c in class_names))
 
 
 def _cifar(name: str, config: DataConfig) -> DatasetBundle:
@@ -251,7 +256,7 @@ def _cifar(name: str, config: DataConfig) -> DatasetBundle:
     t = _transform(config.image_size)
     train = _download(lambda d: cls(str(root), train=True, transform=t, download=d), name, root)
     test = _download(lambda d: cls(str(root), train=False, transform=t, download=d), name, root)
-    return _bundle(name, train, test, np.asarray(train.targets), classes, config, mean, std)
+    return _bundle(name, train, test, np.asarray(train.targets), classes, config, mean, std, class_names=train.classes)
 
 
 DATASETS.add("cifar10", lambda config: _cifar("cifar10", config))
@@ -272,7 +277,7 @@ def _caltech101(config: DataConfig) -> DatasetBundle:
     root = Path(config.root).expanduser()
     full = _download(lambda d: Caltech101(str(root), transform=_transform(config.image_size or 64, 3), download=d), "caltech101", root)
     train, test, labels = _holdout(full, np.asarray(full.y), config.test_fraction)
-    return _bundle("caltech101", train, test, labels, 101, config, IMAGENET_MEAN, IMAGENET_STD)
+    return _bundle("caltech101", train, test, labels, 101, config, IMAGENET_MEAN, IMAGENET_STD, class_names=full.categories)
 
 
 @DATASETS.register("celeba")
@@ -296,7 +301,9 @@ def _imagenette(config: DataConfig) -> DatasetBundle:
     train = _download(lambda d: Imagenette(str(root), split="train", size="160px", transform=t, download=d), "imagenette", root)
     test = Imagenette(str(root), split="val", size="160px", transform=t)
     labels = np.asarray([label for _, label in train._samples])
-    return _bundle("imagenette", train, test, labels, 10, config, IMAGENET_MEAN, IMAGENET_STD)
+    # Each class is a tuple of synonyms ("tench", "Tinca tinca"); the first is the common name.
+    names = [c[0] if isinstance(c, tuple) else c for c in train.classes]
+    return _bundle("imagenette", train, test, labels, 10, config, IMAGENET_MEAN, IMAGENET_STD, class_names=names)
 
 
 @DATASETS.register("stanford-dogs")
@@ -316,7 +323,7 @@ def _imagefolder(config: DataConfig, path: Path, *, name: str) -> DatasetBundle:
     if not full.samples:
         raise DatasetUnavailableError(f"imagefolder: {path} holds no images in class sub-folders")
     train, test, labels = _holdout(full, np.asarray(full.targets), config.test_fraction)
-    return _bundle(name, train, test, labels, len(full.classes), config, IMAGENET_MEAN, IMAGENET_STD)
+    return _bundle(name, train, test, labels, len(full.classes), config, IMAGENET_MEAN, IMAGENET_STD, class_names=full.classes)
 
 # The scenario schema names the datasets without importing this module; both lists must agree.
 assert DATASETS.names() == DATASET_NAMES, (DATASETS.names(), DATASET_NAMES)

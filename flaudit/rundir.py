@@ -14,6 +14,7 @@ RUN_DIR/
   attacks/ATTACK/round_RRR/client_CCC/               reconstruction.safetensors, record.json (the attack);
                                                      {i}_{label}_ori.png, {i}_{label}_rec.png (the audit's pairs)
   metrics.jsonl, rounds.jsonl, report.md, figures/, tb/   written by the audit
+  annotations/answers.sqlite          people's answers (`flaudit annotate`), a live database
 ```
 """
 
@@ -33,8 +34,10 @@ from flaudit import __version__
 from flaudit.errors import CaptureCorruptError
 from flaudit.io import atomic_write_json, read_json, sha256_file
 
-# Not covered by the manifest: TensorBoard rewrites its events, caches are re-derivable.
-UNSEALED = ("tb", "cache")
+# Not covered by the manifest: TensorBoard rewrites its events, caches are re-derivable, and
+# people's answers (`flaudit annotate`) are a database that changes with every answer.
+ANNOTATIONS = "annotations"
+UNSEALED = ("tb", "cache", ANNOTATIONS)
 MANIFEST = "manifest.json"
 _KEY = re.compile(r"round_(\d+)/client_(\d+)(?:\.safetensors|/|$)")
 

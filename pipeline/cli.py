@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.audit",
     "pipeline.commands.doctor",
     "pipeline.commands.verify",
+    "pipeline.commands.annotate",
 )
 
 

@@ -75,3 +75,20 @@ class CorrelateConfig:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+ANNOTATION_MODES: tuple[str, ...] = ("class", "pair")  # `semsim.annotate.items.MODES`, named without torch
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """`flaudit annotate`'s settings (`semsim.annotate`)."""
+
+    port: int = spec(8765, ge=1, le=65535, doc="TCP port of the page")
+    annotators: int = spec(1, ge=1, doc="different people who judge each item")
+    mode: str | None = spec(None, choices=ANNOTATION_MODES,
+                            doc="class: pick the category among the oracle's candidates; pair: original beside "
+                                "reconstruction, same or not (default: pair for identity datasets, else class)")
+
+    def __post_init__(self) -> None:
+        check(self)

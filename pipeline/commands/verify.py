@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser(
         "verify", help="check a run directory against its manifest",
         description="List the files of RUN_DIR that are missing, altered (SHA-256 differs from manifest.json) or "
-        "unexpected (not in the manifest). Exit status 1 when any; TensorBoard events and caches are not covered.",
+        "unexpected (not in the manifest). Exit status 1 when any; TensorBoard events, caches and people's answers (annotations/) are not covered.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path)
     parser.set_defaults(func=_verify)

@@ -35,6 +35,7 @@ def _run(*argv: str) -> dict:
         ("--version",),
         ("run", "--help"),
         ("attack", "--help"),
+        ("annotate", "--help"),
         ("validate", "scenarios/quickstart.yaml", "scenarios/defense_sweep.yaml", "scenarios/metric_study.yaml"),
         ("doctor", "--packages"),
     ],

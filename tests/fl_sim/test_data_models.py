@@ -24,6 +24,8 @@ def test_digits_and_lfw_are_embedded():
     assert images.shape == (3, 1, 8, 8) and 0 <= float(images.min()) and float(images.max()) <= 1
     faces = load_dataset(DataConfig(dataset="lfw-faces", image_size=32))
     assert faces.shape == (1, 32, 32) and faces.num_classes == 2 and len(faces.train) == 160
+    # Names for people (the annotation page's buttons).
+    assert digits.class_names == tuple("0123456789") and faces.class_names == ("face", "not a face")
 
 
 @pytest.mark.parametrize("scheme", ["iid", "dirichlet"])
@@ -86,6 +88,7 @@ def test_imagefolder(tmp_path):
             Image.fromarray(np.full((20, 20, 3), 40 * i, dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
     bundle = load_dataset(DataConfig(dataset=f"imagefolder:{tmp_path}", image_size=16))
     assert bundle.num_classes == 2 and bundle.shape == (3, 16, 16) and len(bundle.train) == 8
+    assert bundle.class_names == ("cat", "dog")
 
 
 @pytest.mark.parametrize("name", MODELS.names())
