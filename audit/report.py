@@ -64,7 +64,8 @@ def round_table(audits: Sequence[RoundAudit]) -> str:
     for name in metric_names:
         arrow = "↑" if any(a.metrics[name].higher_is_leakier for a in audits if name in a.metrics) else "↓"
         header += [f"{name} mean", f"{name} worst ({arrow} leakier)"]
-    header += ["recognised (oracle)", "labels recovered", "FID (n, dims)"]
+    people = any("people" in a.recognised_by for a in audits)
+    header += ["recognised (people, else oracle)" if people else "recognised (oracle)", "labels recovered", "FID (n, dims)"]
     with_corrupt = any(a.corrupt for a in audits)
     if with_corrupt:
         header.append("corrupt inputs (not scored)")
@@ -74,7 +75,8 @@ def round_table(audits: Sequence[RoundAudit]) -> str:
         for name in metric_names:
             summary = a.metrics.get(name)
             row += [format_value(summary.mean if summary else None), format_value(summary.worst if summary else None)]
-        row.append(format_value(a.recognised_fraction, 2))
+        judged = f" ({a.recognised_by.get('people', 0)} by people)" if people and a.recognised_fraction is not None else ""
+        row.append(format_value(a.recognised_fraction, 2) + judged)
         row.append("given" if a.threat_model.known_labels else format_value(a.label_accuracy, 2))
         row.append(f"{a.fid.value:.1f} (n={a.fid.num_real}, d={a.fid.dims})" if a.fid else "–")
         if with_corrupt:
@@ -133,7 +135,8 @@ def write_report(store: RunStore, audits: Sequence[RoundAudit], *, title: str | 
         "Metrics compare each reconstruction with the original it was matched to (Hungarian assignment). "
         "*mean* is over a round's images; *worst* is the best-reconstructed image (max PSNR/SSIM, min MSE/LPIPS), "
         "since one recognisable image is already a leak. *recognised* is the machine annotator's judgement "
-        "(true label predicted among the candidates a person would be shown).",
+        "(true label predicted among the candidates a person would be shown), or, for the images people judged "
+        "with `flaudit annotate`, the majority of their answers (the count says how many).",
         "",
     ]
     for attack in sorted({a.attack for a in audits}):

@@ -17,6 +17,7 @@ reconstruction, the pair as matched (SemSim release naming).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -135,6 +136,8 @@ class RoundAudit:
         corrupt: inputs of this round that are missing or differ from manifest.json, one message
             each naming the path; they contribute no score.
         threat_model: what the attacker was given beyond the server's view (e.g. the labels).
+        recognised_by: whose judgement `recognised_fraction` rests on: images judged by `people`
+            (the majority of their answers, `flaudit annotate`) and by the `oracle`.
     """
 
     round: int
@@ -152,6 +155,7 @@ class RoundAudit:
     clients: tuple[ClientAudit, ...] = ()
     corrupt: tuple[str, ...] = ()
     threat_model: ThreatModel = ThreatModel()
+    recognised_by: Mapping[str, int] = field(default_factory=dict)
 
     def leakiest(self, max_images: int = 8) -> list[tuple[int, LeakyPair]]:
         """The round's best-reconstructed pairs over all its clients, as (client, pair), highest PSNR first."""
@@ -168,6 +172,7 @@ class RoundAudit:
             "fid": self.fid.to_dict() if self.fid else None, "unavailable": dict(self.unavailable),
             "defenses": {k: dict(v) for k, v in self.defenses.items()}, "clients": [c.to_dict() for c in self.clients],
             "corrupt": list(self.corrupt), "threat_model": self.threat_model.to_dict(),
+            "recognised_by": dict(self.recognised_by),
         }
 
     @classmethod
@@ -183,6 +188,7 @@ class RoundAudit:
             clients=tuple(ClientAudit.from_dict(c) for c in data.get("clients", [])),
             corrupt=tuple(str(c) for c in data.get("corrupt", [])),
             threat_model=ThreatModel.from_dict(data.get("threat_model")),
+            recognised_by={str(k): int(v) for k, v in data.get("recognised_by", {}).items()},
         )
 
 
@@ -200,6 +206,7 @@ class ScoredUpdate:
         defenses: the defenses the protocol declared.
         threat_model: what the attacker was given.
         originals: (M, C, H, W) the matched originals; `reconstructions` the same for their matches.
+        by_people: (M,) which `recognised` values are people's (None: none is).
     """
 
     key: CaptureKey
@@ -212,6 +219,7 @@ class ScoredUpdate:
     threat_model: ThreatModel
     originals: torch.Tensor
     reconstructions: torch.Tensor
+    by_people: torch.Tensor | None = None
 
     @property
     def label_accuracy(self) -> float | None:
@@ -355,6 +363,8 @@ def image_records(attack: str, scored: ScoredUpdate, unavailable: Sequence[str])
         "metrics": {name: _finite_or_none(values[row]) for name, values in scored.values.items()},
         "unavailable": sorted(unavailable),
         "recognised": bool(scored.recognised[row]) if scored.recognised is not None else None,
+        # Only in runs people judged (`flaudit annotate`): whose judgement `recognised` is.
+        **({"recognised_by": "people" if bool(scored.by_people[row]) else "oracle"} if scored.by_people is not None else {}),
     } for row, position in enumerate(positions)]
 
 
@@ -414,8 +424,31 @@ def round_audit(
         metrics={n: summarise(torch.cat([p.values[n] for p in parts]), higher_is_leakier=metrics[n].higher_is_leakier) for n in metrics},
         recognised_fraction=float(recognised_all.float().mean()) if recognised_all is not None and recognised_all.numel() else None,
         label_accuracy=label_acc, fid=fid_result, unavailable=round_unavailable,
-        defenses=parts[0].defenses, clients=clients, threat_model=threat,
+        defenses=parts[0].defenses, clients=clients, threat_model=threat, recognised_by=_recognised_by(parts),
     )
+
+
+def _recognised_by(parts: Sequence[ScoredUpdate]) -> dict[str, int]:
+    """How many of the round's recognised judgements are people's and how many the oracle's."""
+    people = sum(int(p.by_people.sum()) for p in parts if p.by_people is not None)
+    judged = sum(int(p.recognised.numel()) for p in parts if p.recognised is not None)
+    return {name: count for name, count in (("people", people), ("oracle", judged - people)) if count}
+
+
+def with_people(scored: ScoredUpdate, attack: str, people: Mapping[tuple[str, CaptureKey, int], bool]) -> ScoredUpdate:
+    """The update with people's judgements in place of the oracle's where people judged an image.
+
+    Without an oracle, people's judgements count only when they cover every matched image (a
+    fraction over part of a batch would be a different figure).
+    """
+    positions = torch.nonzero(scored.perm >= 0).flatten().tolist()
+    given = [people.get((attack, scored.key, position)) for position in positions]
+    if all(g is None for g in given) or (scored.recognised is None and any(g is None for g in given)):
+        return scored
+    by_people = torch.tensor([g is not None for g in given], dtype=torch.bool)
+    base = scored.recognised if scored.recognised is not None else torch.zeros(len(given), dtype=torch.bool)
+    recognised = torch.where(by_people, torch.tensor([bool(g) for g in given]), base.cpu())
+    return dataclasses.replace(scored, recognised=recognised, by_people=by_people)
 
 
 def score_run(
@@ -430,6 +463,7 @@ def score_run(
     fid_dims: int = 2048,
     download: bool = True,
     write: bool = True,
+    people: Mapping[tuple[str, CaptureKey, int], bool] | None = None,
 ) -> ScoredRun:
     """The score stage: score every reconstruction of a run against the vault; write metrics.jsonl,
     rounds.jsonl and the PNG pairs.
@@ -447,6 +481,9 @@ def score_run(
         fid_dims: Inception feature dimension for FID (64, 192, 768 or 2048).
         download: let LPIPS/FID download missing weights (they are unavailable otherwise).
         write: write metrics.jsonl, rounds.jsonl and the PNG pairs into the run directory.
+        people: people's judgements, (attack, update, position in the batch) -> recognised (the
+            majority of their answers; `pipeline.annotators.people_judgements`); they replace the
+            oracle's for the images they cover, and each RoundAudit says whose judgement it rests on.
 
     Returns:
         One `RoundAudit` per (attack, round), sorted by attack then round, and the scored updates
@@ -487,6 +524,8 @@ def score_run(
         except CaptureCorruptError as err:  # reported by path; contributes no score
             corrupt[(attack, key.round)].append(str(err))
             continue
+        if people:
+            scored = with_people(scored, attack, people)
         records += image_records(attack, scored, list(unavailable))
         per_round[(attack, key.round)].append(scored)
         pairs.append((attack, scored))

@@ -158,3 +158,23 @@ def annotation_source(store: RunStore, *, mode: Mode | None = None) -> Source:
                           tuple(int(c) for c in offered), chosen))
     return Source(store.root, annotation_database(store), bundle.name, scenario.name, bundle.class_names, tuple(items),
                   tuple(problems))
+
+
+def people_judgements(store: RunStore) -> dict[tuple[str, CaptureKey, int], bool]:
+    """People's judgements of a run's images (`flaudit annotate`): (attack, update, position) ->
+    the majority of their recognised/not, over the answers that judge the images the run holds
+    now (stale answers and even splits are left out). {} when nobody has annotated the run.
+    """
+    from semsim.annotate.agreement import majority
+    from semsim.annotate.report import collect
+
+    if not annotation_database(store).is_file():
+        return {}
+    bundle = run_dataset(store)
+    modes: tuple[Mode, ...] = ("pair",) if bundle.identity else ("class", "pair")
+    judged, _ = collect([annotation_source(store, mode=mode) for mode in modes])
+    votes: dict[tuple[str, CaptureKey, int], list[bool]] = {}
+    for j in judged:
+        _, attack, rnd, client, position, _ = j.item.id.split(":")
+        votes.setdefault((attack, CaptureKey(int(rnd), int(client)), int(position)), []).append(j.recognised)
+    return {key: bool(label) for key, answers in votes.items() if (label := majority(answers)) is not None}

@@ -159,8 +159,16 @@ def audit_run(
         from semsim.score import load_scorer
 
         extras["semsim"] = load_scorer(str(semsim_checkpoint), device=dev)
+    from pipeline.annotators import people_judgements
+
+    try:
+        people = people_judgements(store)
+    except FlauditError as err:  # e.g. the previous audit's pairs are gone: the oracle judges alone, said so
+        people = {}
+        if not quiet:
+            print(f"people's answers not used: {err}")
     audits = score_run(store, metrics=metrics, oracle=judge, device=dev, extra_metrics=extras, align_cost=align_cost,
-                       download=download).audits
+                       download=download, people=people).audits
     write_tensorboard(store, audits, hparams=hparams)
     report = write_report(store, audits)
     # The audit's own outputs; a figure of an earlier audit that this one did not redraw is dropped.

@@ -135,3 +135,29 @@ def test_command_line_mistakes_are_one_clear_error(scored_run: Path, argv: list[
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_audit_uses_peoples_judgements_and_says_so(scored_run: Path, digits_oracle) -> None:
+    """Where people judged an image, the audit's "recognised" is theirs (their majority), and each
+    round says how many of its judgements are people's; the rest stay the oracle's."""
+    import json
+
+    from audit.report import round_table
+    from audit.scorer import score_run
+    from pipeline.annotators import people_judgements
+
+    # Two people agree that every round-1 reconstruction is unrecognisable, against the truth.
+    answer_all(scored_run, {"ann": lambda item: "unrecognisable", "bob": lambda item: "unrecognisable"})
+    store = RunStore(scored_run)
+    people = people_judgements(store)
+    assert len(people) == 12 and not any(people.values())
+    audits = score_run(store, metrics=("mse", "psnr"), oracle=digits_oracle, device="cpu", download=False, people=people).audits
+    by_round = {a.round: a for a in audits}
+    assert by_round[1].recognised_by == {"people": 6} and by_round[1].recognised_fraction == 0.0
+    assert "(6 by people)" in round_table(audits) and "recognised (people, else oracle)" in round_table(audits)
+    records = [json.loads(line) for line in (scored_run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["recognised_by"] for r in records} == {"people"} and not any(r["recognised"] for r in records)
+    # Without answers the oracle judges alone, and its round-1 verdict differs from the people's.
+    alone = score_run(store, metrics=("mse", "psnr"), oracle=digits_oracle, device="cpu", download=False, write=False).audits
+    assert {a.round: a.recognised_by for a in alone} == {1: {"oracle": 6}, 2: {"oracle": 6}}
+    assert alone[0].recognised_fraction > 0.5
