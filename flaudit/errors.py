@@ -28,3 +28,12 @@ class WeightsUnavailableError(FlauditError):
 
 class CaptureCorruptError(FlauditError):
     """A run directory's file is missing, truncated or does not match its manifest hash."""
+
+
+class RunDirLockedError(FlauditError):
+    """Another process is writing the run directory (its lock is held); names the directory and the holder."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that `finally` blocks run
+    (Ray is shut down, a half-written temporary file removed) before the process ends."""
