@@ -31,6 +31,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from flaudit.errors import FlauditError
@@ -53,24 +54,63 @@ _SOCKET_TAIL = len("/session_2025-01-01_00-00-00_000000_4194304/sockets/plasma_s
 _WATCHDOG = Path(__file__).with_name("ray_watchdog.py")
 
 
+@dataclass(frozen=True)
+class _Ray:
+    """A Ray this process started: its folder and the watchdog that cleans up after it."""
+
+    folder: Path
+    watchdog: subprocess.Popen[bytes]
+
+
+# The Ray each `shared_ray()` block in progress keeps between its federations (None until the first one).
+_shared: list[_Ray | None] = []
+
+
 @contextmanager
 def ray_session(*, cpus: int, verbose: bool = False) -> Iterator[Path]:
-    """Ray, started for the `with` block (Flower's simulation then uses it) and shut down when it ends.
+    """Ray for the `with` block (Flower's simulation then uses it): started here and shut down when the block
+    ends; inside a `shared_ray()` block, that block's Ray, started by its first federation.
 
     Args:
         cpus: the CPUs Ray may schedule clients on.
         verbose: Ray's own logs, and its workers' output, on the console.
 
     Yields:
-        Ray's folder (sessions, logs, sockets), removed at the end.
+        Ray's folder (sessions, logs, sockets), removed when Ray is shut down.
 
     Raises:
         FlauditError: no temporary folder is short enough for Ray's sockets.
     """
+    if _shared:
+        if _shared[-1] is None:
+            _shared[-1] = _start(cpus=cpus, verbose=verbose)
+        yield _shared[-1].folder
+        return
+    running = _start(cpus=cpus, verbose=verbose)
+    try:
+        yield running.folder
+    finally:
+        _stop(running)
+
+
+@contextmanager
+def shared_ray() -> Iterator[None]:
+    """The federations run in the block share one Ray, shut down when the block ends: a sweep's variants pay
+    Ray's start-up (seconds, more on a busy machine) once, and none when every federation is already done."""
+    _shared.append(None)
+    try:
+        yield
+    finally:
+        running = _shared.pop()
+        if running is not None:
+            _stop(running)
+
+
+def _start(*, cpus: int, verbose: bool) -> _Ray:
     import ray
 
     folder = ray_folder()
-    watchdog = start_watchdog(folder)
+    running = _Ray(folder, start_watchdog(folder))
     try:
         for name, value in RAY_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
@@ -93,17 +133,24 @@ def ray_session(*, cpus: int, verbose: bool = False) -> Iterator[Path]:
             # aborts, skipping every `finally`: the process keeps the handler it had (the command line's
             # turns SIGTERM into an interrupt that ends here, through `ray.shutdown()`).
             signal.signal(signal.SIGTERM, on_sigterm)
-        yield folder
+    except BaseException:
+        _stop(running)
+        raise
+    return running
+
+
+def _stop(running: _Ray) -> None:
+    import ray
+
+    try:
+        ray.shutdown()
     finally:
+        running.watchdog.stdin.close()  # type: ignore[union-attr]  # its cue: kill what is left, remove the folder
         try:
-            ray.shutdown()
-        finally:
-            watchdog.stdin.close()  # type: ignore[union-attr]  # the watchdog's cue: kill what is left, remove the folder
-            try:
-                watchdog.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass  # it finishes on its own; the run does not wait for it
-            shutil.rmtree(folder, ignore_errors=True)
+            running.watchdog.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass  # it finishes on its own; the run does not wait for it
+        shutil.rmtree(running.folder, ignore_errors=True)
 
 
 def start_watchdog(folder: Path) -> subprocess.Popen[bytes]:

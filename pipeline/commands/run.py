@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.runs import audit_step, default_run_dir, run_one, sweep_variants, write_sweep
     from pipeline.summary import print_summary
+    from fl_sim.ray_session import shared_ray
     from fl_sim.scenario import load_scenario
 
     from flaudit.threads import configure_threads
@@ -48,7 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     corrupt: list[str] = []
     # A sweep's folder (its table, its shared oracle) is written too: locked for the whole sweep, and each
     # variant's run directory while that variant runs (`flaudit attack VARIANT_DIR` locks only the latter).
-    with writing(root, args) if sweep else contextlib.nullcontext():
+    # Its federations share one Ray (a single run's Ray ends with its federation).
+    with writing(root, args) if sweep else contextlib.nullcontext(), shared_ray() if sweep else contextlib.nullcontext():
         for variant in variants:
             run_dir = root / variant.name if sweep else root
             if sweep and not args.quiet:

@@ -67,3 +67,19 @@ def test_workers_run_the_installed_package_in_the_drivers_folder(tmp_path: Path,
     assert not ray.is_initialized()
     assert _processes_naming(short_tempdir) == []
     assert list(short_tempdir.glob("flaudit-ray-*")) == []
+
+
+def test_a_sweeps_federations_share_one_ray(short_tempdir: Path) -> None:
+    import ray
+
+    from fl_sim.ray_session import ray_session, shared_ray
+
+    with shared_ray():
+        assert not ray.is_initialized()  # started by the first federation that needs it, not before
+        with ray_session(cpus=1) as first:
+            assert ray.is_initialized()
+        with ray_session(cpus=1) as second:
+            pass
+        assert second == first and first.is_dir() and ray.is_initialized()
+    assert not ray.is_initialized() and not first.exists()
+    assert _processes_naming(short_tempdir) == []
