@@ -48,7 +48,7 @@ def run_dir_lock(root: str | Path, *, wait: bool = False, on_wait: Callable[[str
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = describe_holder(path)
+            holder = _describe_holder(path)
             if not wait:
                 raise RunDirLockedError(
                     f"{root} is being written by another flaudit process ({holder}); let it finish, "
@@ -64,7 +64,7 @@ def run_dir_lock(root: str | Path, *, wait: bool = False, on_wait: Callable[[str
         os.close(fd)  # releases the lock
 
 
-def describe_holder(path: Path) -> str:
+def _describe_holder(path: Path) -> str:
     """'PID 1234: flaudit run s.yaml, since 2025-01-01T10:00:00+00:00' from a lock file ('PID unknown' when unreadable)."""
     try:
         holder = json.loads(path.read_text(encoding="utf-8"))
