@@ -12,6 +12,7 @@ from flaudit.errors import FlauditError
 from flaudit.threads import resolve_threads
 from fl_sim.client_app import build_client_app
 from fl_sim.job import AppSettings
+from fl_sim.ray_session import ray_session
 from fl_sim.run_store import RunStore
 from fl_sim.scenario import Scenario, dump_scenario
 from fl_sim.server_app import build_server_app
@@ -41,23 +42,11 @@ def run_federation(scenario: Scenario, run_dir: str | Path, *, verbose: bool = F
     store.create(dump_scenario(scenario), seed=scenario.federation.seed)
     settings = AppSettings(scenario=str(store.scenario_path), run_dir=str(store.root))
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    # Ray starts its workers at nice 15 to favour its own services; here the workers are the simulated
-    # clients, the federation's real work. Beside a busy normal-priority process a nice-15 worker gets
-    # about 1/28 of a core: the quickstart's federation took 179 s against 29 s idle. Nice 0, as Ray's
-    # own job submission uses, puts them level with the driver (see flaudit/threads.py).
-    os.environ.setdefault("RAY_worker_niceness", "0")
     from flwr.simulation import run_simulation
 
-    backend_config = {
-        # Each simulated client gets client_cpus CPUs and trains on as many torch threads (client_app).
-        "client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
-        "init_args": {
-            "num_cpus": cpus, "include_dashboard": False, "logging_level": logging.DEBUG if verbose else logging.ERROR,
-            "log_to_driver": verbose, "configure_logging": True,
-        },
-    }
+    # Each simulated client gets client_cpus CPUs and trains on as many torch threads (client_app). Ray
+    # itself is started by `ray_session`, which Flower then uses as it is.
+    backend_config = {"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0}}
     finished: dict[str, Any] = {}
     flwr_logger = logging.getLogger("flwr")
     previous = flwr_logger.level
@@ -66,13 +55,14 @@ def run_federation(scenario: Scenario, run_dir: str | Path, *, verbose: bool = F
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run_simulation(
-                server_app=build_server_app(settings, on_done=finished.update),
-                client_app=build_client_app(settings),
-                num_supernodes=scenario.federation.clients,
-                backend_config=backend_config,  # type: ignore[arg-type]
-                verbose_logging=verbose,
-            )
+            with ray_session(cpus=cpus, verbose=verbose):
+                run_simulation(
+                    server_app=build_server_app(settings, on_done=finished.update),
+                    client_app=build_client_app(settings),
+                    num_supernodes=scenario.federation.clients,
+                    backend_config=backend_config,  # type: ignore[arg-type]
+                    verbose_logging=verbose,
+                )
     except FlauditError:
         raise
     except Exception as err:

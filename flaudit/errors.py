@@ -33,3 +33,12 @@ class CaptureCorruptError(FlauditError):
 def clip(text: str, limit: int = 80) -> str:
     """`text` cut to `limit` characters (a value quoted in a message may be a whole file)."""
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+class RunDirLockedError(FlauditError):
+    """Another process is writing the run directory (its lock is held); names the directory and the holder."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that `finally` blocks run
+    (Ray is shut down, a half-written temporary file removed) before the process ends."""

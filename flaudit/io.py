@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +21,42 @@ if TYPE_CHECKING:  # torch loads on the first tensor read or write, so the manif
     import torch
 
 
+# An atomic write's temporary file: `.NAME.RANDOM.tmp` beside its target (a dot-file, never one of the run's files).
+_TEMP_SUFFIX = ".tmp"
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
+
+
+def remove_temp_files(root: str | os.PathLike[str], *, skip: Callable[[Path], bool] = lambda folder: False) -> list[Path]:
+    """Remove the temporary files that atomic writes under `root` left behind (a writer killed mid-write).
+
+    Only for a caller that knows no write is under way there (it holds the run directory's lock).
+
+    Args:
+        root: the folder to clean, with its subfolders.
+        skip: folders not to enter (e.g. another run directory, with a lock of its own).
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not skip(Path(folder) / name)]
+        for name in names:
+            if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
+                path = Path(folder) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write `data` to `path` atomically (temp file in the same folder + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -73,7 +104,7 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {}))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 import shutil
 from collections import defaultdict
@@ -132,9 +133,34 @@ def now_iso() -> str:
 
 
 def write_annotations(path: str | Path, annotations: Iterable[Annotation]) -> Path:
-    """Write annotations as JSON Lines, atomically (a crash never leaves half a file)."""
+    """Write annotations as JSON Lines, atomically (a crash never leaves half a file).
+
+    Raises:
+        FlauditError: `path` is a folder or cannot be written (the message names it and why).
+    """
+    path = check_output_file(path)
     lines = [json.dumps(a.to_dict(), sort_keys=True) for a in annotations]
-    return atomic_write_text(path, "".join(line + "\n" for line in lines))
+    try:
+        return atomic_write_text(path, "".join(line + "\n" for line in lines))
+    except OSError as err:
+        raise FlauditError(f"{path}: cannot write the annotations there ({err.strerror or err}); choose a writable file path") from None
+
+
+def check_output_file(path: str | Path) -> Path:
+    """`path`, when a file can be written there (checked before any work; the write itself may still fail).
+
+    Raises:
+        FlauditError: `path` is a folder, or its folder cannot be created or written to.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FlauditError(f"{path}: is a folder; give the path of the file to write, e.g. {path / 'annotations.jsonl'}")
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise FlauditError(f"{path}: cannot be created, {parent} is a file and not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FlauditError(f"{path}: cannot be written, {parent} is not writable by this user; choose a writable place")
+    return path
 
 
 def read_annotations(path: str | Path, *, check_files: bool = True) -> LoadResult:
@@ -256,10 +282,13 @@ def read_release(
     `root` may be the folder holding `train_with_ori/` (and `others/`) or `train_with_ori/`
     itself. Every reconstruction in `N/` becomes a recognisable annotation of N's original,
     every one in `-N/` an unrecognisable one. Unreadable images, folders without exactly
-    one `*_ori` image and `-N/` folders without their `N/` are reported, and skipped.
+    one `*_ori` image, `-N/` folders without a usable `N/`, stray images and folders, and
+    symbolic links that lead out of the release (never followed) are reported, and skipped.
 
     Raises:
-        DatasetUnavailableError: `root` has no `train_with_ori/` folder.
+        DatasetUnavailableError: `root` has no `train_with_ori/` folder inside it.
+        FlauditError: two folders give the same number (`1/` and `01/`): which one is meant is
+            not known, so nothing is imported; the message names every such pair.
     """
     root = Path(root)
     folder = root / "train_with_ori"
@@ -270,49 +299,40 @@ def read_release(
             raise DatasetUnavailableError(
                 f"{root}: no train_with_ori/ folder; point at the unpacked SemSim release (ROOT/train_with_ori/N/, ROOT/others/)"
             )
+    tree = os.path.realpath(root)
     problems: list[Problem] = []
-    positives: dict[int, list[Path]] = defaultdict(list)
-    negatives: dict[int, list[Path]] = defaultdict(list)
+    if _leaves(folder, tree, problems):
+        raise DatasetUnavailableError(f"{problems[-1]}; point at the release that holds it")
+    numbered = _numbered_folders(folder, tree, problems)
     originals: dict[int, Path] = {}
-    for sub in sorted(folder.iterdir()):
-        if not sub.is_dir():
-            continue
-        match = _FOLDER.match(sub.name)
-        if not match:
-            problems.append(Problem(str(sub), "folder name is not N or -N (an integer); skipped"))
-            continue
-        number = int(match.group(2))
-        negative = match.group(1) == "-"
-        images: list[Path] = []
-        for file in sorted(sub.iterdir()):
-            if not is_image(file):
-                continue
-            problem = image_problem(file)
-            if problem is not None:
-                problems.append(Problem(str(file), problem))
-                continue
-            images.append(file)
+    positives: dict[int, list[Path]] = {}
+    negatives: dict[int, list[Path]] = {}
+    for (negative, number), sub in sorted(numbered.items(), key=lambda item: (item[0][1], item[0][0])):
+        images = _images(sub, tree, problems)
         origs = [f for f in images if f.stem.endswith(ORIGINAL_SUFFIX)]
         recs = [f for f in images if not f.stem.endswith(ORIGINAL_SUFFIX)]
         if negative:
             # The release keeps originals only in N/; an *_ori image in -N/ is not a reconstruction.
             for orig in origs:
                 problems.append(Problem(str(orig), "original (*_ori) inside a -N folder; skipped (originals belong in N/)"))
-            negatives[number].extend(recs)
+            negatives[number] = recs
             continue
         if len(origs) != 1:
             what = "no original (*_ori image)" if not origs else f"{len(origs)} originals ({', '.join(f.name for f in origs)})"
             problems.append(Problem(str(sub), f"folder has {what}; its reconstructions are skipped"))
             continue
         originals[number] = origs[0]
-        positives[number].extend(recs)
-    for number in sorted(negatives):
-        if number not in originals and not (folder / str(number)).is_dir():
-            problems.append(Problem(str(folder / f"-{number}"), f"no original: folder {number}/ with a *_ori image is missing; skipped"))
+        positives[number] = recs
+    for number in sorted(set(negatives) - set(originals)):
+        if (False, number) in numbered:
+            reason = f"no original: {numbered[False, number]} has no usable *_ori image; skipped"
+        else:
+            reason = f"no original: folder {number}/ with a *_ori image is missing; skipped"
+        problems.append(Problem(str(numbered[True, number]), reason))
 
     annotations: list[Annotation] = []
     for number in sorted(originals):
-        for rec, good in [(p, True) for p in positives.get(number, [])] + [(p, False) for p in negatives.get(number, [])]:
+        for rec, good in [(p, True) for p in positives[number]] + [(p, False) for p in negatives.get(number, [])]:
             annotations.append(
                 Annotation(
                     original=str(originals[number]),
@@ -325,18 +345,86 @@ def read_release(
                     identity=identity,
                 )
             )
-    extras: list[str] = []
     others = root / "others"
-    if others.is_dir():
-        for file in sorted(others.iterdir()):
-            if not is_image(file):
-                continue
-            problem = image_problem(file)
-            if problem is not None:
-                problems.append(Problem(str(file), problem))
-            else:
-                extras.append(str(file))
+    extras: list[str] = []
+    if others.is_dir() and not _leaves(others, tree, problems):
+        extras = [str(file) for file in _images(others, tree, problems)]
     return LoadResult(tuple(annotations), tuple(extras), tuple(problems))
+
+
+def _numbered_folders(folder: Path, tree: str, problems: list[Problem]) -> dict[tuple[bool, int], Path]:
+    """train_with_ori/'s N/ and -N/ folders by (negative, N); whatever else is there goes to `problems`.
+
+    Raises:
+        FlauditError: two folders give the same (negative, N).
+    """
+    found: dict[tuple[bool, int], list[Path]] = defaultdict(list)
+    for sub in _entries(folder, problems):
+        if _leaves(sub, tree, problems):
+            continue
+        if not sub.is_dir():
+            if is_image(sub):
+                problems.append(Problem(str(sub), "image outside the N/ and -N/ folders; skipped"))
+            continue
+        match = _FOLDER.match(sub.name)
+        if not match:
+            problems.append(Problem(str(sub), "folder name is not N or -N (an integer); skipped"))
+            continue
+        found[match.group(1) == "-", int(match.group(2))].append(sub)
+    clashes = [
+        f"{' and '.join(str(p) for p in paths)} all mean folder {'-' if negative else ''}{number}"
+        for (negative, number), paths in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])) if len(paths) > 1
+    ]
+    if clashes:
+        raise FlauditError(
+            f"{folder}: folders with the same number ({'; '.join(clashes)}); nothing was imported, since which one is "
+            f"meant is unknown: rename or remove all but one of each and import again"
+        )
+    return {key: paths[0] for key, paths in found.items()}
+
+
+def _images(folder: Path, tree: str, problems: list[Problem]) -> list[Path]:
+    """The readable images of one folder of the layout; unreadable ones, sub-folders and links out of the
+    release go to `problems` (other files, and hidden ones, are not part of the layout)."""
+    images = []
+    for entry in _entries(folder, problems):
+        if _leaves(entry, tree, problems):
+            continue
+        if entry.is_dir():
+            problems.append(Problem(str(entry), f"a folder inside {folder.name}/ is not part of the layout; skipped"))
+            continue
+        if not is_image(entry):
+            continue
+        problem = image_problem(entry)
+        if problem is not None:
+            problems.append(Problem(str(entry), problem))
+            continue
+        images.append(entry)
+    return images
+
+
+def _entries(folder: Path, problems: list[Problem]) -> list[Path]:
+    """The folder's entries, sorted ([] and a problem when it cannot be listed)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as err:
+        problems.append(Problem(str(folder), f"cannot list the folder ({err.strerror or err}); skipped"))
+        return []
+
+
+def _leaves(path: Path, tree: str, problems: list[Problem]) -> bool:
+    """True, with a problem, when `path` is a symbolic link whose target is outside `tree` (the release, resolved).
+
+    Links are never followed out of the release: a link to a system folder must not be scanned.
+    An entry that is not a link lies inside its folder, which was checked the same way.
+    """
+    if not path.is_symlink():
+        return False
+    target = os.path.realpath(path)
+    if os.path.commonpath([target, tree]) == tree:
+        return False
+    problems.append(Problem(str(path), f"symbolic link to {target}, outside the release {tree}; not followed"))
+    return True
 
 
 def write_release(

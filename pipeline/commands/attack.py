@@ -12,7 +12,7 @@ from attacks.config import AttackConfig
 from attacks.params import ATTACK_PARAMS
 from flaudit.errors import FlauditError
 from flaudit.fields import enforcing_limits, flag
-from pipeline.commands.options import add_threads_option
+from pipeline.commands.options import add_threads_option, add_wait_option, writing
 
 if TYPE_CHECKING:
     from fl_sim.run_store import RunStore
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--force", action="store_true", help="re-attack updates that already have a reconstruction")
+    add_wait_option(parser)
     add_threads_option(parser)
     parser.set_defaults(func=_attack)
 
@@ -87,7 +88,8 @@ def _attack(args: argparse.Namespace) -> int:
     if not store.captures.capture_keys():
         raise FlauditError(f"{args.run_dir}: no captures found (captures/round_RRR/client_CCC.safetensors); run `flaudit run SCENARIO` first")
     configure_threads(args.threads, scenario_threads(store))
-    with enforcing_limits(scenario_limits(store)):  # the limits the run's scenario raised hold for the flags and its captures
+    # One writer at a time; the limits the run's scenario raised hold for the flags and its captures.
+    with writing(store.root, args), enforcing_limits(scenario_limits(store)):
         outcomes = attack_run(store, attack_config(args, store), device=args.device, force=args.force).outcomes
     corrupt = [o for o in outcomes if o.corrupt]
     done = sum(not o.skipped and not o.corrupt for o in outcomes)

@@ -9,7 +9,7 @@ from pathlib import Path
 from fl_sim.scenario import METRIC_NAMES, AuditConfig
 from flaudit.errors import FlauditError
 from flaudit.fields import flag
-from pipeline.commands.options import add_threads_option, comma_list
+from pipeline.commands.options import add_threads_option, add_wait_option, comma_list, writing
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--semsim", metavar="CHECKPOINT", help="add SemSim with this checkpoint")
     parser.add_argument("--align-by", **flag(AuditConfig, "align_by", default=AuditConfig.align_by, help="matching cost (default: %(default)s)"))
     parser.add_argument("--no-download", action="store_true", help="never download LPIPS/FID weights")
+    add_wait_option(parser)
     add_threads_option(parser)
     parser.set_defaults(func=_audit)
 
@@ -43,9 +44,10 @@ def _audit(args: argparse.Namespace) -> int:
     if not (store.root / "attacks").is_dir():
         raise FlauditError(f"{store.root}: no reconstructions (attacks/ is missing); the scenario needs an `attack:` section")
     configure_threads(args.threads, scenario_threads(store))
-    audits = audit_run(store, metrics=args.metrics, device=args.device, oracle=not args.no_oracle, oracle_cache_dir=args.oracle_cache,
-                       semsim_checkpoint=args.semsim, align_cost=args.align_by, download=not args.no_download,
-                       quiet=args.quiet)
+    with writing(store.root, args):
+        audits = audit_run(store, metrics=args.metrics, device=args.device, oracle=not args.no_oracle,
+                           oracle_cache_dir=args.oracle_cache, semsim_checkpoint=args.semsim, align_cost=args.align_by,
+                           download=not args.no_download, quiet=args.quiet)
     if not args.quiet:
         from audit.report import round_table
 

@@ -4,7 +4,10 @@ of the config key it sets (`flaudit.fields.flag`), so a bad value is argparse's 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flaudit.errors import FlauditError
@@ -25,6 +28,23 @@ def add_threads_option(parser: argparse.ArgumentParser, *, default: object = arg
         help="CPU threads (and Ray CPUs) this run may use; default: the scenario's `threads`, "
         "else OMP_NUM_THREADS, else the CPUs this process may run on (see flaudit/threads.py)",
     ))
+
+
+def add_wait_option(parser: argparse.ArgumentParser) -> None:
+    """`--wait`: what to do when another flaudit process is writing the run directory (`flaudit.lock`)."""
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="when another flaudit process is writing the run directory, wait for it to finish and then go on "
+        "(default: stop at once with an error naming that process's PID and command; only one process writes a run "
+        "directory at a time)",
+    )
+
+
+def writing(run_dir: Path, args: argparse.Namespace) -> AbstractContextManager[Path]:
+    """The run directory's writer lock for the command (`--wait` decides what happens when it is held)."""
+    from flaudit.lock import run_dir_lock
+
+    return run_dir_lock(run_dir, wait=args.wait, on_wait=lambda line: print(f"flaudit: {line}", file=sys.stderr))
 
 
 def comma_list(cls: type, name: str) -> Callable[[str], tuple[Any, ...]]:

@@ -179,8 +179,9 @@ def _correlate(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from semsim.data import read_release, write_annotations
+    from semsim.data import check_output_file, read_release, write_annotations
 
+    check_output_file(args.out)  # before reading a release of thousands of images
     result = read_release(args.release, dataset=args.dataset, identity=args.identity)
     _report_problems(result.problems)
     write_annotations(args.out, result.annotations)
