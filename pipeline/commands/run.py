@@ -50,6 +50,7 @@ def _run_scenario(args: argparse.Namespace, scenario: Scenario) -> int:
         write_sweep,
     )
     from pipeline.summary import print_summary
+    from fl_sim.preflight import check_before_run
     from fl_sim.ray_session import shared_ray
 
     threads = configure_threads(args.threads, scenario.threads)
@@ -57,6 +58,8 @@ def _run_scenario(args: argparse.Namespace, scenario: Scenario) -> int:
     device = args.device or scenario.device
     variants = sweep_variants(scenario)
     sweep = len(variants) > 1
+    for variant in variants:  # before any lock or folder: a run this machine cannot start writes nothing
+        check_before_run(variant.scenario, device=device)
     started = time.perf_counter()
     stores = []
     corrupt: list[str] = []
