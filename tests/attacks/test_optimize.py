@@ -46,3 +46,34 @@ def test_adam_batched_is_independent_adams() -> None:
             sched.step()
         assert torch.allclose(result.final[r], x.detach())
         assert result.best_loss[r] <= rosenbrock(init[r])
+
+
+def test_lbfgs_batched_float32_long_run_with_full_history() -> None:
+    """float32, rows that stop at different times, a history that wraps many times: still torch's LBFGS per row."""
+    gen = torch.Generator().manual_seed(2)
+    scales = torch.rand(3, 40, generator=gen) * 4 + 0.5
+    init = torch.randn(3, 40, generator=gen)
+
+    def quartic(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return (0.5 * scale * x**2 + 0.05 * x**4 + 0.1 * x[..., :1] * x[..., 1:2]).sum(-1)
+
+    def vg(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        loss = quartic(x, scales)
+        (g,) = torch.autograd.grad(loss.sum(), x)
+        return loss.detach(), g
+
+    batched = lbfgs_batched(vg, init, steps=6, lr=0.8, max_iter=15, history_size=4, tolerance_change=1e-7)
+    for r in range(3):
+        x = init[r].clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], lr=0.8, max_iter=15, history_size=4, tolerance_change=1e-7)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = quartic(x, scales[r])
+            loss.backward()
+            return loss
+
+        for _ in range(6):
+            opt.step(closure)
+        assert torch.allclose(batched.final[r], x.detach(), rtol=1e-4, atol=1e-5)
