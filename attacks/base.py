@@ -167,7 +167,7 @@ class Attack(abc.ABC):
         generators: Sequence[torch.Generator],
         labels: Sequence[torch.Tensor | None] | None = None,
     ) -> list[Reconstruction]:
-        """Reconstruct several clients' batches of one round, one `Reconstruction` per view.
+        """Reconstruct several captured updates' batches (any clients and rounds), one `Reconstruction` per view.
 
         The default inverts them one after another; the optimisation attacks override it to
         run every client and restart as one batched computation. Each view's generator draws
@@ -212,7 +212,7 @@ class BatchedAttack(Attack):
         generators: Sequence[torch.Generator],
         labels: Sequence[torch.Tensor | None] | None = None,
     ) -> list[Reconstruction]:
-        """One batched computation over the views (of one round, see `attacks.matching.batch_groups`)."""
+        """One batched computation over the views (that `attacks.matching.batch_groups` puts together)."""
 
 
 __all__ = ["Attack", "BatchedAttack", "Protocol", "Reconstruction", "ServerView", "SharedMetadata"]

@@ -21,8 +21,8 @@ class AttackConfig:
         rounds: rounds to attack (None: every captured round).
         clients: clients to attack (None: every captured client).
         seed: seed of the attack's random initialisations (each update's own, derived from it).
-        clients_per_batch: how many of one round's clients are inverted as one batched
-            computation (None: all of them); lower it when the batch does not fit in memory.
+        updates_per_batch: how many captured updates (of any clients and rounds) are inverted as
+            one batched computation; lower it when the batch does not fit in memory.
     """
 
     name: str = spec("inverting_gradients", doc="attack registry name")
@@ -31,8 +31,8 @@ class AttackConfig:
     rounds: tuple[int, ...] | None = spec(None, ge=1, nonempty=True, doc="rounds to attack (default: every captured round)")
     clients: tuple[int, ...] | None = spec(None, ge=0, nonempty=True, doc="clients to attack (default: every captured client)")
     seed: int = spec(0, ge=0, doc="seed of the attack's random initialisations")
-    clients_per_batch: int | None = spec(
-        None, ge=1, doc="at most this many clients of a round inverted as one batched computation (default: all)"
+    updates_per_batch: int = spec(
+        16, ge=1, le=4096, doc="at most this many captured updates (any clients and rounds) inverted as one batched computation"
     )
 
     def __post_init__(self) -> None:

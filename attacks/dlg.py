@@ -3,7 +3,7 @@
 DLG minimises the squared L2 distance between the candidate's gradient and the observed
 one with L-BFGS (step 1, torch's defaults), optimising the labels jointly as soft labels
 (softmax of free logits); iDLG first reads the label from the last layer's gradient and
-optimises only the image. Restarts, and the clients of one round, run as one batch (`optimize.lbfgs_batched`).
+optimises only the image. Restarts, and the captured updates of any clients and rounds, run as one batch (`optimize.lbfgs_batched`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class DLG(DLGParams, BatchedAttack):
         generators: Sequence[torch.Generator],
         labels: Sequence[torch.Tensor | None] | None = None,
     ) -> list[Reconstruction]:
-        """Every client and restart as one batched L-BFGS (views of one round, see `batch_groups`)."""
+        """Every view and restart as one batched L-BFGS (views `batch_groups` puts together)."""
         start = time.perf_counter()
         given = [None] * len(views) if labels is None else list(labels)
         joint = all(y is None for y in given) and self.label_mode == "joint"

@@ -54,11 +54,7 @@ class ClientModel:
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         self.device = model_device(model)
         # Running statistics the server sent (used only as GradInversion's prior).
-        self.running_stats: list[tuple[torch.Tensor, torch.Tensor]] = [
-            (m.running_mean.detach().clone(), m.running_var.detach().clone())
-            for m in model.modules()
-            if isinstance(m, _BN) and m.running_mean is not None and m.running_var is not None
-        ]
+        self.running_stats = running_statistics(model)
         net = copy.deepcopy(model)
         torch.func.replace_all_batch_norm_modules_(net)
         net.train()
@@ -101,14 +97,21 @@ class ClientModel:
         return loss, stats
 
     def gradient(
-        self, images: torch.Tensor, labels: torch.Tensor, *, autograd: bool = False
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        params: Mapping[str, torch.Tensor] | None = None,
+        autograd: bool = False,
     ) -> tuple[tuple[torch.Tensor, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
         """The client's FedSGD gradient of the mean cross-entropy, and the BN input statistics.
 
         Differentiable w.r.t. `images` and `labels` (soft labels), under any outer transform
         (`autograd=False`, torch.func) or under plain autograd (`autograd=True`, create_graph).
+        `params` are the global weights to differentiate at (default: the model's own); another
+        round's, so that updates of different rounds are rows of one vmapped computation.
         """
-        if autograd:
+        if autograd and params is None:
             self._capture = []
             try:
                 loss = soft_cross_entropy(self.net(images), labels)
@@ -117,8 +120,9 @@ class ClientModel:
                 self._capture = None
             grads = torch.autograd.grad(loss, [self.module_params[name] for name in self.names], create_graph=True)
             return tuple(grads), stats
-        trainable = {name: self.params[name] for name in self.names}
-        frozen = {name: p for name, p in self.params.items() if name not in trainable}
+        weights = self.params if params is None else params
+        trainable = {name: weights[name] for name in self.names}
+        frozen = {name: p for name, p in weights.items() if name not in trainable}
 
         def loss_fn(
             p: dict[str, torch.Tensor],
@@ -151,19 +155,21 @@ class ClientModel:
         local_steps: int,
         learning_rate: float,
         batch_size: int,
+        params: Mapping[str, torch.Tensor] | None = None,
         autograd: bool = False,
     ) -> tuple[tuple[torch.Tensor, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
         """`w_sent - w_after` for `local_steps` SGD steps over consecutive mini-batches of `images`.
 
         Step k uses mini-batch k mod ceil(B / batch_size) (one pass per epoch in a fixed order),
         the model of Geiping et al.'s FedAvg attack and breaching's multi-step objective.
-        Returns the BN statistics of the first step's batch.
+        Returns the BN statistics of the first step's batch. `params` as in `gradient`.
         """
         count = images.shape[0]
         batches = max(1, -(-count // batch_size))
-        start = {name: self.params[name] for name in self.names}
+        weights = self.params if params is None else params
+        start = {name: weights[name] for name in self.names}
         current = dict(start)
-        frozen = {name: p for name, p in self.params.items() if name not in start}
+        frozen = {name: p for name, p in weights.items() if name not in start}
         first_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         for step in range(local_steps):
             index = step % batches
@@ -180,6 +186,15 @@ class ClientModel:
                 first_stats = stats
             current = {name: current[name] - learning_rate * grads[name] for name in self.names}
         return tuple(start[name] - current[name] for name in self.names), first_stats
+
+
+def running_statistics(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(running_mean, running_var) of every BatchNorm layer that tracks them, in module order."""
+    return [
+        (m.running_mean.detach().clone(), m.running_var.detach().clone())
+        for m in model.modules()
+        if isinstance(m, _BN) and m.running_mean is not None and m.running_var is not None
+    ]
 
 
 def observed_target(view: ServerView) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
@@ -254,6 +269,7 @@ __all__ = [
     "normalization",
     "num_images",
     "observed_target",
+    "running_statistics",
     "soft_cross_entropy",
     "to_unit_range",
 ]

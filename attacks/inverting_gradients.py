@@ -43,7 +43,7 @@ class InvertingGradients(InvertingGradientsParams, BatchedAttack):
         generators: Sequence[torch.Generator],
         labels: Sequence[torch.Tensor | None] | None = None,
     ) -> list[Reconstruction]:
-        """Every client and restart as one batched Adam (views of one round, see `batch_groups`)."""
+        """Every client and restart as one batched Adam (views `batch_groups` puts together)."""
         start = time.perf_counter()
         problem = MatchingProblem(views, self.terms())
         y, known = resolve_many(views, labels)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from torch.func import grad_and_value, vmap
 
 from attacks.base import Attack, Reconstruction, ServerView
@@ -28,6 +29,7 @@ from attacks.functional import (
     normalization,
     num_images,
     observed_target,
+    running_statistics,
     to_unit_range,
 )
 from attacks.labels import recover_labels
@@ -67,9 +69,10 @@ class ObjectiveTerms:
 def batch_groups(views: Sequence[ServerView]) -> list[list[int]]:
     """Indices of `views` grouped so that each group can be inverted as one batched computation.
 
-    Views batch together when the server sent them the same global model (one round) and they
-    share the protocol's metadata and image count: then one functional model serves them all
-    and only the observed update and the labels differ per client.
+    Views batch together when they share the model's architecture (the same parameter and
+    buffer names and shapes), the protocol's metadata and the image count: then one functional
+    model serves them all, and only the observed update, the labels and, for views of different
+    rounds, the global weights differ per row.
     """
     groups: list[list[int]] = []
     for index, view in enumerate(views):
@@ -88,16 +91,16 @@ def reconstruct_in_groups(
     *,
     generators: Sequence[torch.Generator],
     labels: Sequence[torch.Tensor | None] | None = None,
-    max_clients: int | None = None,
+    max_views: int | None = None,
 ) -> Iterator[tuple[list[int], list[Reconstruction]]]:
-    """Invert `views` group by group (`batch_groups`, at most `max_clients` per group).
+    """Invert `views` group by group (`batch_groups`, at most `max_views` per group).
 
     Yields (indices into `views`, their reconstructions) as each batched computation finishes,
     so callers can write results as they come.
     """
     given = [None] * len(views) if labels is None else list(labels)
     for group in batch_groups(views):
-        step = max_clients or len(group)
+        step = max_views or len(group)
         for at in range(0, len(group), step):
             chunk = group[at : at + step]
             yield chunk, attack.reconstruct_many(
@@ -107,24 +110,27 @@ def reconstruct_in_groups(
 
 def _signature(view: ServerView) -> tuple[object, ...]:
     meta = dataclasses.replace(view.meta, num_examples=0)
-    return (view.round, meta, num_images(view), tuple(view.update), type(view.model))
+    state = tuple((k, tuple(v.shape), v.dtype) for k, v in view.model.state_dict().items())
+    return (meta, num_images(view), tuple(view.update), type(view.model), state)
 
 
 def _compatible(a: ServerView, b: ServerView) -> bool:
-    if _signature(a) != _signature(b):
-        return False
-    sa, sb = a.model.state_dict(), b.model.state_dict()
-    return sa.keys() == sb.keys() and all(
-        sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa
-    )
+    return _signature(a) == _signature(b)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa)
 
 
 class MatchingProblem:
-    """The objective of the views of one round, in functional form, batched over clients and restarts.
+    """The objective of several views, in functional form, batched over views and restarts.
 
-    Candidates are rows: client-major, `restarts` rows per client, so `x[i * R + r]` is client
-    i's restart r. Each client's rows match that client's observed update; the global model,
-    and so the functional client model, is shared.
+    Candidates are rows: view-major, `restarts` rows per view, so `x[i * R + r]` is view i's
+    restart r. Each view's rows match that view's observed update. Views of one round share the
+    global weights; views of different rounds bring their own, which the rows then carry
+    (`torch.func.functional_call` with per-row parameters), so a long run's captured updates
+    are inverted together however many rounds they span.
 
     Args:
         views: one view, or several that `batch_groups` puts in one group.
@@ -137,7 +143,7 @@ class MatchingProblem:
             raise FlauditError("nothing to invert: no views given")
         if len(batch_groups(views)) != 1:
             raise FlauditError(
-                "these views cannot be inverted together: they need the same round's global model, "
+                "these views cannot be inverted together: they need the same model architecture, "
                 "the same protocol metadata and the same image count (group them with attacks.matching.batch_groups)"
             )
         view = views[0]
@@ -156,6 +162,18 @@ class MatchingProblem:
         self.flat_targets = torch.stack(
             [flatten_gradients(target)] + [flatten_gradients(observed_target(v)[1]) for v in views[1:]]
         )
+        # Views of other rounds: their global weights (and BN running statistics) stacked per view.
+        self.shared_weights = all(_same_weights(view.model, v.model) for v in views[1:])
+        self.view_params: dict[str, torch.Tensor] | None = None
+        self.view_running: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if not self.shared_weights:
+            own = [dict(v.model.named_parameters()) for v in views]
+            self.view_params = {name: torch.stack([p[name].detach().to(self.device) for p in own]) for name in self.client.params}
+            stats = [running_statistics(v.model) for v in views]
+            self.view_running = [
+                (torch.stack([s[i][0] for s in stats]).to(self.device), torch.stack([s[i][1] for s in stats]).to(self.device))
+                for i in range(len(stats[0]))
+            ]
         self.flat_weights = (
             None
             if terms.layer_weighting == "equal"
@@ -178,14 +196,17 @@ class MatchingProblem:
         images: torch.Tensor,
         labels: torch.Tensor,
         target: torch.Tensor | None = None,
+        params: dict[str, torch.Tensor] | None = None,
+        running: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
         *,
         autograd: bool = False,
     ) -> torch.Tensor:
         """The loss of one candidate batch (B, C, H, W) with labels (B,) or label logits (B, K).
 
-        `target` is the flat observed update to match (default: the only view's).
-        `autograd=True` builds the client's gradient with plain autograd (for one restart
-        outside any torch.func transform); the value is the same.
+        `target` is the flat observed update to match (default: the only view's); `params` and
+        `running` the global weights and BN running statistics of the candidate's view (default:
+        the first view's). `autograd=True` builds the client's gradient with plain autograd (for
+        one restart outside any torch.func transform); the value is the same.
         """
         if target is None:
             if self.clients != 1:
@@ -195,7 +216,7 @@ class MatchingProblem:
         if self.terms.soft_labels:
             labels = torch.softmax(labels, dim=-1)
         if meta.protocol == "fedsgd":
-            simulated, stats = self.client.gradient(images, labels, autograd=autograd)
+            simulated, stats = self.client.gradient(images, labels, params=params, autograd=autograd)
         else:
             simulated, stats = self.client.fedavg_delta(
                 images,
@@ -203,6 +224,7 @@ class MatchingProblem:
                 local_steps=meta.local_steps,
                 learning_rate=meta.learning_rate,
                 batch_size=meta.batch_size,
+                params=params,
                 autograd=autograd,
             )
         flat = flatten_gradients(simulated)
@@ -214,7 +236,8 @@ class MatchingProblem:
             loss = loss + self.terms.tv * total_variation(images)
         if self.terms.bn > 0:
             loss = loss + self.terms.bn * bn_statistics_loss(
-                stats, self.client.running_stats, first_multiplier=self.terms.bn_first_multiplier
+                stats, self.client.running_stats if running is None else running,
+                first_multiplier=self.terms.bn_first_multiplier,
             )
         return loss
 
@@ -239,17 +262,23 @@ class MatchingProblem:
         # One client: its restarts share labels and target. Several: one flat vmap over all rows
         # with per-row targets (a nested vmap, clients over restarts, measured 2x slower on CPU).
         over_restarts = vmap(per_row, in_dims=(0, 0 if joint else None, None))
-        over_rows = vmap(per_row, in_dims=(0, 0, 0))
+        # Views of other rounds: each row also carries its view's weights and running statistics.
+        over_rows = vmap(per_row, in_dims=(0, 0, 0) if self.shared_weights else (0, 0, 0, 0, 0))
         if compile:
             over_restarts, over_rows = compiled(over_restarts), compiled(over_rows)
-        expanded: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        expanded: dict[int, tuple[Any, ...]] = {}
 
-        def rows_of(per: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def rows_of(per: int) -> tuple[Any, ...]:
             if per not in expanded:
-                expanded[per] = (
+                spread = (
                     targets.repeat_interleave(per, dim=0),
                     None if joint else labels.repeat_interleave(per, dim=0),  # type: ignore[union-attr]
                 )
+                if not self.shared_weights:
+                    params = {k: v.repeat_interleave(per, dim=0) for k, v in self.view_params.items()}  # type: ignore[union-attr]
+                    running = [(m.repeat_interleave(per, dim=0), v.repeat_interleave(per, dim=0)) for m, v in self.view_running]  # type: ignore[union-attr]
+                    spread = (*spread, params, running)
+                expanded[per] = spread
             return expanded[per]
 
         def single_row(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
@@ -271,8 +300,8 @@ class MatchingProblem:
                 return single_row(x, y)
             if n == 1:
                 return _swap(over_restarts(x, y if joint else y[0], targets[0]))
-            row_targets, row_labels = rows_of(rows // n)
-            return _swap(over_rows(x, y if joint else row_labels, row_targets))
+            row_targets, row_labels, *weights = rows_of(rows // n)
+            return _swap(over_rows(x, y if joint else row_labels, row_targets, *weights))
 
         if joint:
             return step

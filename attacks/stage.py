@@ -72,9 +72,10 @@ def attack(
 ) -> AttackRun:
     """Attack every selected capture; finished ones are kept (resumable) unless `force`.
 
-    The pending captures of one round are inverted together (`Attack.reconstruct_many`: every
-    client and restart as one batched computation), at most `config.clients_per_batch` at a
-    time; each client's result is written as soon as its batch finishes.
+    The pending captures are inverted together, whatever their rounds (`Attack.reconstruct_many`:
+    every update and restart as one batched computation, each row with its round's global
+    weights), at most `config.updates_per_batch` at a time; each update's result is written as
+    soon as its batch finishes.
 
     Args:
         captures: what the server received.
@@ -118,9 +119,9 @@ def attack(
         else:
             pending.append(key)
     bar = progress(total=len(pending), desc=f"attack {config.name}", unit="update", leave=True)
-    for round_keys in _by_round(pending):
+    for batch_keys in _batches(pending, config.updates_per_batch):
         views, attacked = [], []
-        for key in round_keys:
+        for key in batch_keys:
             try:
                 views.append(captures.read_view(key, device=target))
                 attacked.append(key)
@@ -135,9 +136,9 @@ def attack(
             for key in attacked
         ]
         started = time.perf_counter()
-        for indices, results in reconstruct_in_groups(model, views, generators=generators, labels=labels, max_clients=config.clients_per_batch):
+        for indices, results in reconstruct_in_groups(model, views, generators=generators, labels=labels):
             elapsed = time.perf_counter() - started
-            batched_with = [attacked[i].client for i in indices]
+            batched_with = [[attacked[i].round, attacked[i].client] for i in indices]
             for i, result in zip(indices, results, strict=True):
                 key = attacked[i]
                 record = {
@@ -155,17 +156,25 @@ def attack(
                 outcomes[key] = AttackOutcome(key, store.folder(key), record, skipped=False)
             bar.update(len(indices))
             if not is_quiet():
-                bar.write(f"round {attacked[0].round} clients {batched_with}: {config.name} done in {elapsed:.1f} s")
+                bar.write(f"{config.name}: {len(indices)} update(s) {_describe(batched_with)} done in {elapsed:.1f} s")
             started = time.perf_counter()
     bar.close()
     return AttackRun(store, tuple(outcomes[key] for key in keys))
 
 
-def _by_round(keys: Sequence[CaptureKey]) -> list[list[CaptureKey]]:
-    by_round: dict[int, list[CaptureKey]] = {}
-    for key in keys:
-        by_round.setdefault(key.round, []).append(key)
-    return list(by_round.values())
+def _batches(keys: Sequence[CaptureKey], size: int) -> list[list[CaptureKey]]:
+    """Consecutive runs of at most `size` keys (so at most `size` views are read at once)."""
+    return [list(keys[at : at + size]) for at in range(0, len(keys), size)]
+
+
+def _describe(pairs: Sequence[Sequence[int]]) -> str:
+    rounds = sorted({r for r, _ in pairs})
+    clients = sorted({c for _, c in pairs})
+    return f"(rounds {_span(rounds)}, clients {_span(clients)})"
+
+
+def _span(values: Sequence[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}" if values == list(range(values[0], values[-1] + 1)) else ",".join(map(str, values))
 
 
 def _plain(value: Any) -> Any:

@@ -41,7 +41,7 @@ SCENARIO_CASES: list[tuple[str, str, Callable[[], Any], str]] = [
     ("sweep: [{defense: gaussian, param: sigma, values: [-1]}]", "sweep[0].values[0]",
      lambda: SweepAxis("gaussian", "sigma", (-1,)), "SweepAxis.values[0]"),
     ("threads: 0", "threads", lambda: Scenario(threads=0), "Scenario.threads"),
-    ("attack: {clients_per_batch: 0}", "attack.clients_per_batch", lambda: AttackConfig(clients_per_batch=0), "AttackConfig.clients_per_batch"),
+    ("attack: {updates_per_batch: 0}", "attack.updates_per_batch", lambda: AttackConfig(updates_per_batch=0), "AttackConfig.updates_per_batch"),
     ("attack: {seed: -3}", "attack.seed", lambda: AttackConfig(seed=-3), "AttackConfig.seed"),
     ("attack: {name: dlg, params: {lr: -1}}", "attack.params.lr", lambda: AttackConfig("dlg", {"lr": -1}), "AttackConfig.params.lr"),
     ("attack: {name: dlg, params: {lrr: 1}}", "attack.params.lrr", lambda: AttackConfig("dlg", {"lrr": 1}), "AttackConfig.params.lrr"),

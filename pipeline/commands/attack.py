@@ -34,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clients", **flag(AttackConfig, "clients", nargs="+", help="clients to attack (default: the scenario's, else all captured)"))
     parser.add_argument("--known-labels", action="store_true", help="threat model: give the attack the true labels")
     parser.add_argument("--seed", **flag(AttackConfig, "seed", default=None, help="seed of the attack's initialisations (default: the scenario's)"))
-    parser.add_argument("--clients-per-batch", **flag(
-        AttackConfig, "clients_per_batch", default=None, metavar="N",
-        help="invert at most N clients of a round as one batched computation (default: the scenario's, else all)",
+    parser.add_argument("--updates-per-batch", **flag(
+        AttackConfig, "updates_per_batch", default=None, metavar="N",
+        help="invert at most N captured updates (any clients and rounds) as one batched computation (default: the scenario's, else 16)",
     ))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--force", action="store_true", help="re-attack updates that already have a reconstruction")
@@ -74,7 +74,7 @@ def attack_config(args: argparse.Namespace, store: RunStore) -> AttackConfig:
         name=name, params=params, known_labels=args.known_labels or (base.known_labels and name == base.name),
         rounds=tuple(args.rounds) if args.rounds else base.rounds, clients=tuple(args.clients) if args.clients else base.clients,
         seed=base.seed if args.seed is None else args.seed,
-        clients_per_batch=args.clients_per_batch or base.clients_per_batch,
+        updates_per_batch=args.updates_per_batch or base.updates_per_batch,
     )
 
 

@@ -23,10 +23,10 @@ def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err.strip().splitlines()[-1]
 
 
-def test_clients_per_batch_minus_one_is_one_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _error(["attack", str(tmp_path), "--clients-per-batch", "-1"], capsys) == (
-        "flaudit attack: error: argument --clients-per-batch: -1 is out of range; allowed: int in [1, inf) - "
-        "at most this many clients of a round inverted as one batched computation (default: all)"
+def test_updates_per_batch_minus_one_is_one_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _error(["attack", str(tmp_path), "--updates-per-batch", "-1"], capsys) == (
+        "flaudit attack: error: argument --updates-per-batch: -1 is out of range; allowed: int in [1, 4096] - "
+        "at most this many captured updates (any clients and rounds) inverted as one batched computation"
     )
 
 
@@ -66,10 +66,10 @@ def test_bad_flag_values_name_the_flag_and_what_is_allowed(argv: list[str], line
 
 
 def test_the_process_exits_2_without_a_traceback(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "attack", str(tmp_path), "--clients-per-batch", "-1"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "attack", str(tmp_path), "--updates-per-batch", "-1"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 2
-    assert "error: argument --clients-per-batch: -1 is out of range" in done.stderr and "Traceback" not in done.stderr
+    assert "error: argument --updates-per-batch: -1 is out of range" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_good_values_reach_the_config(tmp_path: Path) -> None:
@@ -77,6 +77,6 @@ def test_good_values_reach_the_config(tmp_path: Path) -> None:
 
     args = build_parser().parse_args(["audit", str(tmp_path), "--metrics", "mse, ssim", "--align-by", "ssim"])
     assert args.metrics == ("mse", "ssim") and args.align_by == "ssim"
-    args = build_parser().parse_args(["attack", str(tmp_path), "--rounds", "1", "50", "--clients-per-batch", "2", "--seed", "0"])
-    assert (args.rounds, args.clients_per_batch, args.seed) == ([1, 50], 2, 0)
+    args = build_parser().parse_args(["attack", str(tmp_path), "--rounds", "1", "50", "--updates-per-batch", "2", "--seed", "0"])
+    assert (args.rounds, args.updates_per_batch, args.seed) == ([1, 50], 2, 0)
     assert build_parser().parse_args(["audit", str(tmp_path)]).metrics == ("mse", "psnr", "ssim", "lpips", "fid")

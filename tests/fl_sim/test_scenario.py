@@ -44,7 +44,7 @@ def test_defaults_and_types():
         ("audit: {metrics: [mse, pnsr]}", r"audit\.metrics\[1\]: 'pnsr' is not allowed \(did you mean 'psnr'\?\); allowed: list of one of 'mse', 'psnr'"),
         ("attack: {name: idl}", r"attack\.name: no attack 'idl' \(did you mean 'idlg'\?\); known: analytic_linear, dlg,"),
         ("attack: {params: {lr: -1}}", r"attack\.params\.lr: -1 is out of range; allowed: float in \(0, 1000\] \(default 0\.1\) - Adam step size$"),
-        ("attack: {clients_per_batch: 0}", r"attack\.clients_per_batch: 0 is out of range; allowed: int in \[1, inf\) or null"),
+        ("attack: {updates_per_batch: 0}", r"attack\.updates_per_batch: 0 is out of range; allowed: int in \[1, 4096\]"),
         ("sweep: [{defense: gaussian, param: sigm, values: [1]}]", r"sweep\[0\]\.param: 'sigm' is not a parameter of 'gaussian' \(did you mean 'sigma'\?\)"),
         ("sweep: [{defense: gaussian, param: sigma, values: [1, -1]}]", r"sweep\[0\]\.values\[1\]: -1 is out of range; allowed: float in \[0, 1000\]"),
         ("sweep: [{defense: clip_noise, param: clip_norm, values: [1]}]", r"sweep\[0\]\.defense: 'clip_noise' is not in defenses, so its noise_multiplier has no value"),

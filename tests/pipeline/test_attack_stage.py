@@ -41,13 +41,14 @@ def _store(tmp_path) -> RunStore:
     return store
 
 
-def test_round_batched_equals_one_by_one_and_resumes(tmp_path) -> None:
+def test_rounds_batched_equal_one_by_one_and_resume(tmp_path) -> None:
     store = _store(tmp_path)
     # Few Adam steps: long L-BFGS runs amplify float rounding (nested vs single vmap) into visible differences.
     config = AttackConfig("inverting_gradients", {"iterations": 4, "restarts": 2, "tv": 1e-3})
     batched = attack(store.captures, config, device="cpu").outcomes
     assert [(o.key.round, o.key.client) for o in batched] == [(1, 0), (1, 1), (2, 0), (2, 1)]
-    assert all(o.record["batched_with"] == [0, 1] for o in batched)
+    # Updates of both rounds (different global weights) are rows of one batched computation.
+    assert all(o.record["batched_with"] == [[1, 0], [1, 1], [2, 0], [2, 1]] for o in batched)
     assert [o.record["recovered_labels"] for o in batched] == [[1], [4], [2], [5]]
     results = store.reconstructions(config.name)
     first = {o.key: results.read(o.key).images for o in batched}
@@ -57,9 +58,9 @@ def test_round_batched_equals_one_by_one_and_resumes(tmp_path) -> None:
     again = attack(store.captures, config, device="cpu").outcomes
     assert all(o.skipped for o in again)
 
-    single = attack(store.captures, AttackConfig(config.name, dict(config.params), clients_per_batch=1), device="cpu", force=True)
+    single = attack(store.captures, AttackConfig(config.name, dict(config.params), updates_per_batch=1), device="cpu", force=True)
     for outcome in single.outcomes:
-        assert outcome.record["batched_with"] == [outcome.key.client]
+        assert outcome.record["batched_with"] == [[outcome.key.round, outcome.key.client]]
         assert torch.allclose(results.read(outcome.key).images, first[outcome.key], atol=1e-4)
 
 
