@@ -19,7 +19,7 @@ from attacks.base import BatchedAttack, Reconstruction, ServerView
 from attacks.functional import num_images
 from attacks.matching import MatchingProblem, ObjectiveTerms, initial_images, reconstructions, resolve_many
 from attacks.optimize import lbfgs_batched
-from attacks.params import DLGParams, IDLGParams
+from attacks.params import DLGPaperParams, DLGParams, IDLGPaperParams, IDLGParams
 
 
 @dataclass(frozen=True)
@@ -109,4 +109,14 @@ class IDLG(IDLGParams, DLG):
     """iDLG: DLG with the label read from the last layer's gradient (the sign rule), then L-BFGS on the image."""
 
 
-__all__ = ["DLG", "IDLG"]
+@dataclass(frozen=True)
+class DLGPaper(DLGPaperParams, DLG):
+    """DLG with the paper's single restart."""
+
+
+@dataclass(frozen=True)
+class IDLGPaper(IDLGPaperParams, IDLG):
+    """iDLG with the paper's single restart."""
+
+
+__all__ = ["DLG", "DLGPaper", "IDLG", "IDLGPaper"]

@@ -58,7 +58,13 @@ class AttackParams:
 
 @dataclass(frozen=True)
 class DLGParams(AttackParams):
-    """DLG with its paper's settings: L-BFGS, step 1, 300 iterations, L2 distance, joint soft labels."""
+    """DLG as an audit runs it: its paper's settings (L-BFGS, step 1, 300 iterations, L2 distance,
+    joint soft labels) with 4 batched restarts, the best kept by the attacker-observable loss.
+
+    One restart of L-BFGS stalls on some updates (5.5 dB where four restarts reach 58 dB on
+    the case measured in the README), and an audit that misses a leak for want of a restart
+    overstates the defense. `dlg_paper` is the paper's single restart.
+    """
 
     name: ClassVar[str] = "dlg"
 
@@ -67,8 +73,8 @@ class DLGParams(AttackParams):
     max_iter: int = spec(20, ge=1, limit=limits.MAX_ITER, doc="L-BFGS inner iterations per step (torch's default)")
     history_size: int = spec(100, ge=1, doc="L-BFGS curvature pairs kept")
     restarts: int = spec(
-        1, ge=1, le=4096,
-        doc="random restarts, run as one batch; the best by loss is kept (the papers use 1; 4 avoids stalled runs)",
+        4, ge=1, le=4096,
+        doc="random restarts, run as one batch; the best by loss is kept (the papers use 1: dlg_paper, idlg_paper)",
     )
     label_mode: str = spec("joint", choices=("joint", "recovered"), doc="optimise soft labels or read them analytically")
     distance: str = spec("l2", choices=("l2", "cosine"), doc="gradient distance")
@@ -80,11 +86,30 @@ class DLGParams(AttackParams):
 
 @dataclass(frozen=True)
 class IDLGParams(DLGParams):
-    """iDLG: DLG with the label read from the last layer's gradient (the sign rule), then L-BFGS on the image."""
+    """iDLG: DLG with the label read from the last layer's gradient (the sign rule), then L-BFGS
+    on the image; 4 batched restarts as `dlg` (`idlg_paper` is the paper's single restart)."""
 
     name: ClassVar[str] = "idlg"
 
     label_mode: str = spec("recovered", choices=("recovered",), doc="iDLG always recovers the labels analytically")
+
+
+@dataclass(frozen=True)
+class DLGPaperParams(DLGParams):
+    """DLG exactly as Zhu et al. (2019) ran it: one restart."""
+
+    name: ClassVar[str] = "dlg_paper"
+
+    restarts: int = spec(1, ge=1, le=4096, doc="random restarts (the paper: 1)")
+
+
+@dataclass(frozen=True)
+class IDLGPaperParams(IDLGParams):
+    """iDLG exactly as Zhao et al. (2020) ran it: one restart."""
+
+    name: ClassVar[str] = "idlg_paper"
+
+    restarts: int = spec(1, ge=1, le=4096, doc="random restarts (the paper: 1)")
 
 
 @dataclass(frozen=True)
@@ -129,7 +154,9 @@ class AnalyticLinearParams(AttackParams):
 
 #: Every attack's hyperparameters by attack name (the attack classes are in `attacks.registry`).
 ATTACK_PARAMS: Registry[type[AttackParams]] = Registry("attack")
-for _cls in (DLGParams, IDLGParams, InvertingGradientsParams, GradInversionParams, AnalyticLinearParams):
+for _cls in (
+    DLGParams, IDLGParams, DLGPaperParams, IDLGPaperParams, InvertingGradientsParams, GradInversionParams, AnalyticLinearParams
+):
     ATTACK_PARAMS.add(_cls.name, _cls)
 
 
@@ -162,6 +189,6 @@ def _attack_error(err: FieldError) -> AttackParameterError:
 
 __all__ = [
     "ATTACK_PARAMS", "INITS", "LAYER_WEIGHTINGS", "MODEL_NEEDS", "AnalyticLinearParams", "AttackParameterError", "AttackParams",
-    "DLGParams", "GradInversionParams", "IDLGParams", "InvertingGradientsParams", "allowed_parameters",
+    "DLGPaperParams", "DLGParams", "GradInversionParams", "IDLGPaperParams", "IDLGParams", "InvertingGradientsParams", "allowed_parameters",
     "build_params", "check_attack_params",
 ]

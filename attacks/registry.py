@@ -7,13 +7,13 @@ from typing import Any
 
 from attacks.analytic import AnalyticLinear
 from attacks.base import Attack
-from attacks.dlg import DLG, IDLG
+from attacks.dlg import DLG, IDLG, DLGPaper, IDLGPaper
 from attacks.inverting_gradients import GradInversion, InvertingGradients
 from attacks.params import ATTACK_PARAMS, build_params
 from flaudit.registry import Registry
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
-for _cls in (DLG, IDLG, InvertingGradients, GradInversion, AnalyticLinear):
+for _cls in (DLG, IDLG, DLGPaper, IDLGPaper, InvertingGradients, GradInversion, AnalyticLinear):
     ATTACKS.add(_cls.name, _cls)
 # The torch-free declarations (`attacks.params`) and the attacks name the same set.
 assert ATTACKS.names() == ATTACK_PARAMS.names(), (ATTACKS.names(), ATTACK_PARAMS.names())

@@ -72,7 +72,7 @@ class StudyScenario:
     datasets: tuple[str, ...] = spec(("digits",), doc="datasets by name")
     architectures: tuple[ModelConfig, ...] = (ModelConfig("lenet"), ModelConfig("convnet", width=8, bn=False))
     variants: tuple[VariantConfig, ...] = (VariantConfig("vanilla"),)
-    attacks: tuple[AttackConfig, ...] = (AttackConfig("dlg", {"iterations": 30}, known_labels=True),)
+    attacks: tuple[AttackConfig, ...] = (AttackConfig("dlg_paper", {"iterations": 30}, known_labels=True),)
     images: int = spec(16, ge=1, doc="client images attacked per dataset")
     attack_batch: int = spec(4, ge=1, doc="images per FedSGD update")
     classifier_epochs: int = spec(2, ge=1, doc="epochs each classifier variant is trained")

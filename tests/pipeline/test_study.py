@@ -23,7 +23,7 @@ variants:
   - {name: prune70, defenses: [{name: prune, params: {ratio: 0.7}}]}
   - {name: gauss, defenses: [{name: gaussian, params: {sigma: 0.001}}]}
 attacks:
-  - {name: dlg, params: {iterations: 10, max_iter: 10}, known_labels: true}
+  - {name: dlg, params: {iterations: 10, max_iter: 10, restarts: 1}, known_labels: true}
   - {name: inverting_gradients, params: {iterations: 20}, known_labels: true}
 images: 4
 attack_batch: 2
