@@ -64,6 +64,9 @@ class ClientModel:
             param.requires_grad_(name in names)
         self.net = net
         self.module_params = dict(net.named_parameters())
+        # The plain-autograd path (one row) on the CPU: small convolutions as im2col + matmul,
+        # sharing the parameters and every other module (see `Im2ColConv2d`).
+        self.row_net = im2col_convolutions(net) if self.device.type == "cpu" else net
         self.bn_modules = [m for m in net.modules() if isinstance(m, _BN)]
         all_params = {name: p.detach() for name, p in net.named_parameters()}
         missing = [name for name in names if name not in all_params]
@@ -114,7 +117,7 @@ class ClientModel:
         if autograd and params is None:
             self._capture = []
             try:
-                loss = soft_cross_entropy(self.net(images), labels)
+                loss = soft_cross_entropy(self.row_net(images), labels)
                 stats = self._capture
             finally:
                 self._capture = None
@@ -186,6 +189,58 @@ class ClientModel:
                 first_stats = stats
             current = {name: current[name] - learning_rate * grads[name] for name in self.names}
         return tuple(start[name] - current[name] for name in self.names), first_stats
+
+
+class Im2ColConv2d(nn.Module):
+    """`conv` computed as unfold (im2col) and a matrix product when the unfolded input is small.
+
+    On the CPU, a convolution of a few small images costs mostly oneDNN's per-call overhead,
+    and gradient inversion runs about twenty of them per objective evaluation (forward,
+    backward and the backward of the backward). As a product the same convolution is a handful
+    of cheap ops: the sigmoid LeNet objective at one restart measured 1.8 against 3.5 ms per
+    evaluation (`benchmarks/attack_speed.py`). Larger inputs keep oneDNN, which wins once there
+    is arithmetic to do; under vmap (several rows) oneDNN's grouped kernels win too, so only the
+    one-row path uses this. Equal to `conv` up to float rounding.
+    """
+
+    #: Above this many unfolded elements per call, oneDNN's convolution is used.
+    max_unfolded = 1 << 17
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+        n, c, h, w = x.shape
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if n * c * kh * kw * oh * ow > self.max_unfolded:
+            return conv(x)
+        columns = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (N, C*kh*kw, L)
+        out = (conv.weight.flatten(1) @ columns).view(n, -1, oh, ow)
+        return out if conv.bias is None else out + conv.bias[:, None, None]
+
+
+def im2col_convolutions(module: nn.Module) -> nn.Module:
+    """`module` with its plain zero-padded 2-d convolutions wrapped in `Im2ColConv2d`.
+
+    Containers are copied shallowly (their parameters, buffers and hooks are shared), every
+    other module is the original, so the result computes with the same parameter tensors.
+    """
+    if isinstance(module, nn.Conv2d):
+        plain = (
+            module.groups == 1 and module.dilation == (1, 1) and module.padding_mode == "zeros"
+            and isinstance(module.padding, tuple)
+        )
+        return Im2ColConv2d(module) if plain else module
+    if not module._modules:
+        return module
+    clone = copy.copy(module)
+    clone._modules = {  # type: ignore[assignment]
+        name: None if child is None else im2col_convolutions(child) for name, child in module._modules.items()
+    }
+    return clone
 
 
 def running_statistics(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

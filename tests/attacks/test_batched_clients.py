@@ -41,13 +41,15 @@ def test_clients_batched_equal_each_alone(name: str, params: dict) -> None:
     attack = create_attack(name, **params)
     together = attack.reconstruct_many(views, generators=_generators(3))
     assert len(together) == 3
+    # One row alone runs im2col convolutions, several rows vmapped oneDNN's (another order of
+    # float reductions), and L-BFGS amplifies rounding: equal to 1e-3.
     for view, generator, batched in zip(views, _generators(3), together):
         alone = attack.reconstruct(view, generator=generator)
         assert batched.labels.tolist() == alone.labels.tolist()
         assert len(batched.restart_losses) == params["restarts"]
         for a, b in zip(alone.restart_losses, batched.restart_losses):
-            assert abs(a - b) <= 1e-4 * max(1.0, abs(a))
-        assert torch.allclose(alone.images, batched.images, atol=1e-4)
+            assert abs(a - b) <= 1e-3 * max(1.0, abs(a))
+        assert torch.allclose(alone.images, batched.images, atol=1e-3)
 
 
 def test_known_labels_per_client() -> None:

@@ -57,3 +57,32 @@ def test_flat_distances_match_per_tensor() -> None:
     assert torch.isclose(flat_l2_distance(fa, fb, weights=fw), l2_distance(a, b, weights=w))
     assert torch.isclose(flat_cosine_distance(fa, fb, weights=fw), cosine_distance(a, b, weights=w))
     assert torch.isclose(flat_cosine_distance(fa, fb), cosine_distance(a, b))
+
+
+def test_im2col_convolutions_equal_the_model_and_share_its_parameters() -> None:
+    from torch import nn
+
+    from attacks.functional import Im2ColConv2d, im2col_convolutions
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 5, 3, stride=2, padding=1), nn.Sigmoid(),
+        nn.Conv2d(5, 4, (3, 2), padding=(1, 0), bias=False), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, groups=2),  # grouped: kept as it is
+        nn.Flatten(), nn.LazyLinear(7),
+    )
+    x = torch.randn(2, 3, 9, 9)
+    expected = model(x)
+    plain = im2col_convolutions(model)
+    assert isinstance(plain[0], Im2ColConv2d) and isinstance(plain[2], Im2ColConv2d) and plain[4] is model[4]
+    assert [p is q for p, q in zip(plain.parameters(), model.parameters())] == [True] * len(list(model.parameters()))
+    assert torch.allclose(plain(x), expected, atol=1e-5)
+    # Its gradient (and the gradient of the gradient, what the attacks take) equals the model's.
+    def grads(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        g = torch.autograd.grad(net(images).square().sum(), list(model.parameters()), create_graph=True)
+        return torch.autograd.grad(sum(t.square().sum() for t in g), images)[0]
+    xi = x.clone().requires_grad_(True)
+    assert torch.allclose(grads(plain, xi), grads(model, xi), rtol=1e-4, atol=1e-5)
+    # Large inputs keep oneDNN's convolution.
+    assert 256 * 3 * 9 * 25 > Im2ColConv2d.max_unfolded
+    assert torch.allclose(plain(torch.ones(256, 3, 9, 9))[:1], model(torch.ones(1, 3, 9, 9)), atol=1e-5)
