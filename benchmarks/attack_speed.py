@@ -1,24 +1,26 @@
-"""Speed of inverting_gradients: batched restarts (torch.func vmap) vs a plain-autograd loop, and vs breaching.
+"""Speed of the optimisation attacks: flaudit's batched forms vs a plain loop, and vs breaching 0.1.2.
 
 Case: DLG's untrained sigmoid LeNet (width 12, U(-0.5, 0.5), seed 0), one 32x32 RGB photo
-(scikit-image astronaut), known label, FedSGD gradient; Inverting Gradients' objective
-(cosine distance + TV 0.2), Adam on signed gradients, box constraint, CPU, 2 threads.
+(scikit-image astronaut), FedSGD gradient, CPU, 2 threads (the issue's case).
 
+Inverting Gradients (cosine distance + TV 0.2, signed Adam, box, known label), ms per iteration per restart:
 * batched: flaudit's `inverting_gradients` with R = 1 and R = 8 restarts (one vmapped computation),
-  eagerly and, at R = 8, with `compile=True` (torch.compile of the vmapped objective; its
-  one-time compilation is reported apart, not in the per-iteration figure).
-* loop: the straightforward form, a Python loop over the R = 8 restarts, each with its own Adam
-  and plain autograd (`torch.autograd.grad(..., create_graph=True)` then backward).
-* clients: 4 clients of one round (4 photos, same global model), 1 restart each, inverted by
-  `reconstruct_many` as one batched computation vs one `reconstruct` call per client.
-* breaching: breaching 0.1.2's invertinggradients at 1 restart on the same model and input, run
-  in a separate venv (BREACHING_PYTHON, default /tmp/breachenv/bin/python); skipped with the
-  reason if it is not installed.
+  eagerly and with `compile=True` (torch.compile; its one-time compilation is reported apart).
+* loop: a Python loop over the R = 8 restarts, each with its own Adam and plain autograd.
+* clients: 4 clients of one round, 1 restart each, `reconstruct_many` vs one call per client.
+DLG (joint soft labels) and iDLG (the label read from the gradient), L-BFGS, ms per objective
+evaluation (every call of the objective counted, bookkeeping included), per restart:
+* flaudit's `dlg`/`idlg` at R = 1 and R = 8, eager and compiled;
+* loop: torch.optim.LBFGS per restart with a plain-autograd closure (how one writes it).
+breaching: the same attacks in breaching 0.1.2 (`attack_breaching_ref.py`, its own venv at
+BREACHING_PYTHON, default /tmp/breachenv/bin/python) at 1 and 8 restarts (it runs restarts one
+after another); skipped with the reason when it is not installed.
 
 The machine is shared, so the forms are measured in alternation, several rounds, and the median
-is reported. Prints ms per iteration per restart; the last line is `batched_speedup_8_restarts: X.XX`.
+is reported. The last line is the smallest of the four ratios the issue asks for against breaching
+(`min_ratio_vs_breaching`), or against the plain loop when breaching is absent.
 
-Run: PYTHONPATH=. python benchmarks/attack_speed.py [--iterations 100] [--rounds 5]
+Run: PYTHONPATH=. python benchmarks/attack_speed.py [--iterations 100] [--lbfgs-steps 10] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -127,70 +129,159 @@ def loop_ms(view, label, restarts: int, iterations: int) -> float:
     return 1000 * (time.perf_counter() - start) / iterations / restarts
 
 
-def breaching_ms(iterations: int, threads: int) -> tuple[float | None, str]:
+def _breaching(args: list[str], threads: int) -> tuple[dict | None, str]:
     python = os.environ.get("BREACHING_PYTHON", "/tmp/breachenv/bin/python")
     if not os.path.exists(python):
         return None, f"no breaching venv at {python} (see benchmarks/attack_breaching_ref.py for the install)"
     script = os.path.join(os.path.dirname(__file__), "attack_breaching_ref.py")
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.run(
-        [python, script, "--mode", "speed", "--iterations", str(iterations), "--tv", str(TV), "--threads", str(threads)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-    )
+    proc = subprocess.run([python, script, *args, "--threads", str(threads)], capture_output=True, text=True, env=env, timeout=1200)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return None, f"breaching run failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}"
-    return float(json.loads(lines[-1])["ms_per_iteration"]), "ok"
+    return json.loads(lines[-1]), "ok"
+
+
+def breaching_ig_ms(iterations: int, restarts: int, threads: int) -> tuple[float | None, str]:
+    out, note = _breaching(["--mode", "speed", "--iterations", str(iterations), "--tv", str(TV), "--restarts", str(restarts)], threads)
+    return (None if out is None else float(out["ms_per_iteration"])), note
+
+
+def breaching_lbfgs_ms(attack: str, steps: int, restarts: int, threads: int) -> tuple[float | None, str]:
+    out, note = _breaching(["--mode", "lbfgs-speed", "--attack", attack, "--iterations", str(steps), "--restarts", str(restarts)], threads)
+    return (None if out is None else float(out["ms_per_evaluation"])), note
+
+
+def lbfgs_ms(view, name: str, restarts: int, steps: int, *, compile: bool = False) -> float:
+    """flaudit's DLG/iDLG: ms per objective evaluation per restart, bookkeeping included (a warm run)."""
+    import attacks.dlg
+
+    counted = {"evaluations": 0}
+    optimise = attacks.dlg.lbfgs_batched
+
+    def counting(value_and_grad, init, **kwargs):
+        def call(x):
+            counted["evaluations"] += 1
+            return value_and_grad(x)
+
+        return optimise(call, init, **kwargs)
+
+    attack = create_attack(name, iterations=steps, restarts=restarts, compile=compile)
+    attacks.dlg.lbfgs_batched = counting
+    try:
+        attack.reconstruct(view, generator=torch.Generator().manual_seed(0))  # warm-up (and compilation)
+        counted["evaluations"] = 0
+        start = time.perf_counter()
+        attack.reconstruct(view, generator=torch.Generator().manual_seed(0))
+        elapsed = time.perf_counter() - start
+    finally:
+        attacks.dlg.lbfgs_batched = optimise
+    return 1000 * elapsed / counted["evaluations"] / restarts
+
+
+def lbfgs_loop_ms(view, restarts: int, steps: int) -> float:
+    """DLG written plainly: per restart torch.optim.LBFGS over (image, label logits), plain-autograd closure."""
+    import copy
+
+    model = copy.deepcopy(view.model).train()
+    params = list(model.parameters())
+    target = [view.update[name] for name, _ in model.named_parameters()]
+    g = torch.Generator().manual_seed(0)
+    evaluations = 0
+    start = time.perf_counter()
+    for _ in range(restarts):
+        x = torch.randn((1, 3, 32, 32), generator=g).requires_grad_(True)
+        y = torch.randn((1, 10), generator=g).requires_grad_(True)
+        optimizer = torch.optim.LBFGS([x, y], lr=1.0)
+
+        def closure():
+            nonlocal evaluations
+            evaluations += 1
+            optimizer.zero_grad()
+            loss = -(torch.softmax(y, -1) * F.log_softmax(model(x), -1)).sum(-1).mean()
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            distance = sum((a - b).pow(2).sum() for a, b in zip(grads, target))
+            distance.backward(inputs=[x, y])
+            return distance
+
+        for _ in range(steps):
+            optimizer.step(closure)
+    return 1000 * (time.perf_counter() - start) / evaluations
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=100, help="Adam iterations per Inverting Gradients measurement")
+    parser.add_argument("--lbfgs-steps", type=int, default=10, help="L-BFGS steps (of up to 20 evaluations) per DLG/iDLG measurement")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-breaching", action="store_true")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile forms (their compilation takes minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     _, _, label, view = case()
     views, labels = client_views(4)
-    rows: dict[str, list[float]] = {
-        "batched_r1": [], "batched_r8": [], "batched_r8_compiled": [], "loop_r8": [],
-        "clients4_batched": [], "clients4_one_by_one": [],
-        "breaching_r1": [],
-    }
-    note = "skipped (--no-breaching)"
-    first_compiled = compile_seconds(view, label, 8)
+    rows: dict[str, list[float]] = {}
+    notes: list[str] = []
+
+    def add(key: str, value: float | None, note: str = "ok") -> None:
+        if value is None:
+            notes.append(f"{key}: not measured: {note}")
+        else:
+            rows.setdefault(key, []).append(value)
+
+    first_compiled = None if args.no_compile else compile_seconds(view, label, 8)
+    steps = args.lbfgs_steps
     for _ in range(args.rounds):
-        rows["batched_r1"].append(batched_ms(view, label, 1, args.iterations))
-        rows["batched_r8"].append(batched_ms(view, label, 8, args.iterations))
-        rows["batched_r8_compiled"].append(batched_ms(view, label, 8, args.iterations, compile=True))
-        rows["loop_r8"].append(loop_ms(view, label, 8, args.iterations))
-        rows["clients4_batched"].append(clients_ms(views, labels, args.iterations, batched=True))
-        rows["clients4_one_by_one"].append(clients_ms(views, labels, args.iterations, batched=False))
+        add("ig_r1", batched_ms(view, label, 1, args.iterations))
+        add("ig_r8", batched_ms(view, label, 8, args.iterations))
+        add("ig_loop_r8", loop_ms(view, label, 8, args.iterations))
+        add("ig_clients4_batched", clients_ms(views, labels, args.iterations, batched=True))
+        add("ig_clients4_one_by_one", clients_ms(views, labels, args.iterations, batched=False))
+        for name in ("dlg", "idlg"):
+            add(f"{name}_r1", lbfgs_ms(view, name, 1, steps))
+            add(f"{name}_r8", lbfgs_ms(view, name, 8, steps))
+        add("dlg_loop_r8", lbfgs_loop_ms(view, 8, steps))
+        if not args.no_compile:
+            add("ig_r1_compiled", batched_ms(view, label, 1, args.iterations, compile=True))
+            add("ig_r8_compiled", batched_ms(view, label, 8, args.iterations, compile=True))
+            add("dlg_r1_compiled", lbfgs_ms(view, "dlg", 1, steps, compile=True))
+            add("dlg_r8_compiled", lbfgs_ms(view, "dlg", 8, steps, compile=True))
         if not args.no_breaching:
-            value, note = breaching_ms(args.iterations, args.threads)
-            if value is not None:
-                rows["breaching_r1"].append(value)
-    med = {k: statistics.median(v) for k, v in rows.items() if v}
-    print(f"case: sigmoid LeNet-12 32x32 RGB, batch 1, known label, cosine + TV {TV}, signed Adam, CPU {args.threads} threads")
-    print(f"iterations per measurement: {args.iterations}, rounds: {args.rounds} (median; runs alternate)")
+            add("breaching_ig_r1", *breaching_ig_ms(args.iterations, 1, args.threads))
+            add("breaching_ig_r8", *breaching_ig_ms(args.iterations, 8, args.threads))
+            for name in ("dlg", "idlg"):
+                add(f"breaching_{name}_r1", *breaching_lbfgs_ms(name, steps, 1, args.threads))
+                add(f"breaching_{name}_r8", *breaching_lbfgs_ms(name, steps, 8, args.threads))
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(f"case: sigmoid LeNet-12 32x32 RGB, batch 1, FedSGD, CPU {args.threads} threads; medians of {args.rounds} alternating rounds")
+    print(f"Inverting Gradients: cosine + TV {TV}, signed Adam, known label, {args.iterations} iterations; ms/iteration/restart")
+    print(f"DLG/iDLG: L-BFGS, {steps} steps of up to 20 evaluations; ms/objective evaluation/restart (bookkeeping included)")
     for key, values in rows.items():
-        if values:
-            unit = "client" if key.startswith("clients") else "restart"
-            print(f"{key}: {med[key]:.2f} ms/iteration/{unit}  (rounds: {', '.join(f'{v:.2f}' for v in values)})")
-    print(f"batched_speedup_4_clients: {med['clients4_one_by_one'] / med['clients4_batched']:.2f}")
-    if "breaching_r1" in med:
-        print(f"batched_r1 vs breaching_r1: {med['breaching_r1'] / med['batched_r1']:.2f}x (>= 1 means flaudit is no slower)")
+        unit = "client" if "clients" in key else "restart"
+        print(f"{key}: {med[key]:.2f} ms per {unit}  (rounds: {', '.join(f'{v:.2f}' for v in values)})")
+    for note in dict.fromkeys(notes):
+        print(note)
+    if first_compiled is not None:
+        print(f"first compiled call (torch.compile, IG R=8, 10 iterations): {first_compiled:.1f} s")
+    print(f"ig_speedup_4_clients_vs_one_by_one: {med['ig_clients4_one_by_one'] / med['ig_clients4_batched']:.2f}")
+    print(f"ig_r8_eager_vs_loop: {med['ig_loop_r8'] / med['ig_r8']:.2f}")
+    print(f"dlg_r8_eager_vs_loop: {med['dlg_loop_r8'] / med['dlg_r8']:.2f}")
+    ratios = {}
+    for ours, theirs in (("ig_r1", "breaching_ig_r1"), ("ig_r8", "breaching_ig_r8"), ("dlg_r1", "breaching_dlg_r1"),
+                         ("dlg_r8", "breaching_dlg_r8"), ("idlg_r1", "breaching_idlg_r1"), ("idlg_r8", "breaching_idlg_r8")):
+        if theirs in med:
+            ratios[ours] = med[theirs] / med[ours]
+            compiled = f"{ours}_compiled"
+            beside = f", compiled {med[theirs] / med[compiled]:.2f}x" if compiled in med else ""
+            print(f"{ours} vs breaching (eager): {ratios[ours]:.2f}x{beside}")
+    if ratios:
+        # The issue's bars: IG 1.5x at R=1 and 4x per restart at R=8; DLG/iDLG 2x and 5x.
+        bars = {"ig_r1": 1.5, "ig_r8": 4.0, "dlg_r1": 2.0, "dlg_r8": 5.0, "idlg_r1": 2.0, "idlg_r8": 5.0}
+        print("against the issue's bars: " + ", ".join(f"{k} {v:.2f}/{bars[k]:g}" for k, v in ratios.items()))
+        print(f"min_ratio_vs_breaching: {min(ratios.values()):.2f}")
     else:
-        print(f"breaching_r1: not measured: {note}")
-    print(f"first compiled call (torch.compile, 10 iterations): {first_compiled:.1f} s")
-    print(f"batched_speedup_8_restarts_eager: {med['loop_r8'] / med['batched_r8']:.2f}")
-    print(f"batched_speedup_8_restarts_compiled: {med['loop_r8'] / med['batched_r8_compiled']:.2f}")
-    # The last line: flaudit's batched form at its fastest (vmap over restarts, compile=True).
-    print(f"batched_speedup_8_restarts: {med['loop_r8'] / min(med['batched_r8'], med['batched_r8_compiled']):.2f}")
+        print(f"min_ratio_vs_loop: {min(med['ig_loop_r8'] / med['ig_r8'], med['dlg_loop_r8'] / med['dlg_r8']):.2f}")
 
 
 if __name__ == "__main__":
