@@ -24,6 +24,7 @@ from torch.func import functional_call, grad
 
 from attacks.base import ServerView
 from attacks.objectives import batch_norm_statistics
+from attacks.rows import row_network
 from flaudit.errors import FlauditError
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -67,6 +68,8 @@ class ClientModel:
         # The plain-autograd path (one row) on the CPU: small convolutions as im2col + matmul,
         # sharing the parameters and every other module (see `Im2ColConv2d`).
         self.row_net = im2col_convolutions(net) if self.device.type == "cpu" else net
+        # Several rows on the CPU: the row-aware copy (`attacks.rows`), when the model allows one.
+        self.rows = row_network(net) if self.device.type == "cpu" else None
         self.bn_modules = [m for m in net.modules() if isinstance(m, _BN)]
         all_params = {name: p.detach() for name, p in net.named_parameters()}
         missing = [name for name in names if name not in all_params]
@@ -149,6 +152,54 @@ class ClientModel:
         loss, stats = loss_fn(leaves)
         grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
         return dict(zip(leaves, grads, strict=True)), stats
+
+    def row_gradients(
+        self, images: torch.Tensor, labels: torch.Tensor, params: Mapping[str, torch.Tensor]
+    ) -> tuple[tuple[torch.Tensor, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Per row, the FedSGD gradient at the row's weights: images (R, B, C, H, W), labels (R, B)
+        or probabilities (R, B, K), `params` (R, ...) per name (in the autograd graph: each row's
+        gradient is the gradient with respect to its slice). Returns (R, ...) gradients and the
+        rows' BN input statistics ((R, C) means and variances). Needs `self.rows`."""
+        net, state = self.rows  # type: ignore[misc]
+        rows, count = images.shape[:2]
+        state.rows, state.params, state.statistics = rows, params, []
+        try:
+            logits = net(images.flatten(0, 1))
+            stats = state.statistics
+        finally:
+            state.params, state.statistics = {}, None
+        flat = labels.flatten(0, 1)
+        if flat.is_floating_point():
+            per_image = -(flat * F.log_softmax(logits, dim=-1)).sum(dim=-1)
+        else:
+            per_image = F.cross_entropy(logits, flat, reduction="none")
+        loss = per_image.view(rows, count).mean(dim=1).sum()  # each row's mean; rows do not interact
+        grads = torch.autograd.grad(loss, [params[name] for name in self.names], create_graph=True)
+        return tuple(grads), stats
+
+    def row_fedavg_deltas(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        params: Mapping[str, torch.Tensor],
+        *,
+        local_steps: int,
+        learning_rate: float,
+        batch_size: int,
+    ) -> tuple[tuple[torch.Tensor, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """`fedavg_delta` per row (shapes as `row_gradients`)."""
+        count = images.shape[1]
+        batches = max(1, -(-count // batch_size))
+        current = dict(params)
+        first_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for step in range(local_steps):
+            index = step % batches
+            window = slice(index * batch_size, (index + 1) * batch_size)
+            grads, stats = self.row_gradients(images[:, window], labels[:, window], current)
+            if step == 0:
+                first_stats = stats
+            current = {**current, **{name: current[name] - learning_rate * g for name, g in zip(self.names, grads, strict=True)}}
+        return tuple(params[name] - current[name] for name in self.names), first_stats
 
     def fedavg_delta(
         self,

@@ -227,7 +227,40 @@ class MatchingProblem:
                 params=params,
                 autograd=autograd,
             )
-        flat = flatten_gradients(simulated)
+        return self._loss(images, flatten_gradients(simulated), target, stats, running)
+
+    def row_objective(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        params: dict[str, torch.Tensor],
+        running: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> torch.Tensor:
+        """`objective` of R rows at once without vmap (`attacks.rows`): images (R, B, C, H, W),
+        labels (R, B) or logits (R, B, K), targets (R, N), per-row `params` (R, ...) -> (R,)."""
+        meta = self.view.meta
+        if self.terms.soft_labels:
+            labels = torch.softmax(labels, dim=-1)
+        if meta.protocol == "fedsgd":
+            simulated, stats = self.client.row_gradients(images, labels, params)
+        else:
+            simulated, stats = self.client.row_fedavg_deltas(
+                images, labels, params,
+                local_steps=meta.local_steps, learning_rate=meta.learning_rate, batch_size=meta.batch_size,
+            )
+        flat = torch.cat([g.reshape(g.shape[0], -1) for g in simulated], dim=1)
+        return self._loss(images, flat, targets, stats, running)
+
+    def _loss(
+        self,
+        images: torch.Tensor,
+        flat: torch.Tensor,
+        target: torch.Tensor,
+        stats: list[tuple[torch.Tensor, torch.Tensor]],
+        running: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> torch.Tensor:
+        # The terms reduce over their last dims, so one candidate gives a scalar and R rows (R,).
         if self.terms.distance == "l2":
             loss = flat_l2_distance(flat, target, weights=self.flat_weights)
         else:
@@ -292,12 +325,40 @@ class MatchingProblem:
             (gx,) = torch.autograd.grad(value, [xi])
             return value.detach().unsqueeze(0), gx.unsqueeze(0)
 
+        leaves: dict[str, torch.Tensor] = {}
+
+        def row_weights(rows: int) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]] | None]:
+            # Each row's weights as a slice of one tensor in the graph: the gradient with respect to
+            # it is every row's own. Shared weights are expanded (no copy); other rounds' repeated.
+            if not leaves:
+                source = self.client.params if self.shared_weights else self.view_params
+                leaves.update({k: v.detach().requires_grad_(k in self.client.names) for k, v in source.items()})  # type: ignore[union-attr]
+            if self.shared_weights:
+                return {k: v.expand(rows, *v.shape) for k, v in leaves.items()}, None
+            per = rows // n
+            running = [(m.repeat_interleave(per, dim=0), v.repeat_interleave(per, dim=0)) for m, v in self.view_running]  # type: ignore[union-attr]
+            return {k: v.repeat_interleave(per, dim=0) for k, v in leaves.items()}, running
+
+        def many_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
+            row_targets, row_labels = rows_of(x.shape[0] // n)[:2]
+            xi = x.detach().requires_grad_(True)
+            yi = y.detach().requires_grad_(True) if joint else row_labels
+            params, running = row_weights(x.shape[0])
+            value = self.row_objective(xi, yi, row_targets, params, running)
+            if joint:
+                gx, gy = torch.autograd.grad(value.sum(), [xi, yi])
+                return value.detach(), (gx, gy)
+            (gx,) = torch.autograd.grad(value.sum(), [xi])
+            return value.detach(), gx
+
         def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, object]:
             rows = x.shape[0]
             if rows % n:
                 raise ValueError(f"{rows} candidate rows do not split over {n} clients")
             if rows == 1 and not compile:
                 return single_row(x, y)
+            if self.client.rows is not None and not compile:
+                return many_rows(x, y)
             if n == 1:
                 return _swap(over_restarts(x, y if joint else y[0], targets[0]))
             row_targets, row_labels, *weights = rows_of(rows // n)

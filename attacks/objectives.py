@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -87,24 +89,24 @@ def element_weights(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -
 
 
 def flat_l2_distance(candidate: torch.Tensor, target: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """`l2_distance` on flattened gradients with per-element weights."""
+    """`l2_distance` on flattened gradients with per-element weights (over the last dim: (R, N) gives (R,))."""
     diff = (candidate - target).pow(2)
-    return (diff if weights is None else diff * weights).sum()
+    return (diff if weights is None else diff * weights).sum(dim=-1)
 
 
 def flat_cosine_distance(
     candidate: torch.Tensor, target: torch.Tensor, *, weights: torch.Tensor | None = None, eps: float = 1e-12
 ) -> torch.Tensor:
-    """`cosine_distance` on flattened gradients with per-element weights."""
+    """`cosine_distance` on flattened gradients with per-element weights (over the last dim, as `flat_l2_distance`)."""
     weighted = candidate if weights is None else candidate * weights
-    dot = (weighted * target).sum()
-    norm_rec = (weighted * candidate).sum()
-    norm_ref = (target.pow(2) if weights is None else target.pow(2) * weights).sum()
+    dot = (weighted * target).sum(dim=-1)
+    norm_rec = (weighted * candidate).sum(dim=-1)
+    norm_ref = (target.pow(2) if weights is None else target.pow(2) * weights).sum(dim=-1)
     return 1.0 - dot / (norm_rec.sqrt() * norm_ref.sqrt() + eps)
 
 
 def total_variation(images: torch.Tensor, *, eps: float = 1e-8) -> torch.Tensor:
-    """Total variation of a (B, C, H, W) batch, averaged over pixels.
+    """Total variation of a (B, C, H, W) batch, averaged over pixels; of each row of (R, B, C, H, W), (R,).
 
     Forward differences with a zero border, `mean((|dx| + eps) + (|dy| + eps))`: breaching
     0.1.2's definition with its default exponents (anisotropic TV), so TV weights carry over.
@@ -113,7 +115,8 @@ def total_variation(images: torch.Tensor, *, eps: float = 1e-8) -> torch.Tensor:
     """
     dx = F.pad(images, (0, 1))[..., :, 1:] - images
     dy = F.pad(images, (0, 0, 0, 1))[..., 1:, :] - images
-    return (dx.abs().sum() + dy.abs().sum()) / images.numel() + 2 * eps
+    per_candidate = math.prod(images.shape[-4:])
+    return (dx.abs().flatten(-4).sum(dim=-1) + dy.abs().flatten(-4).sum(dim=-1)) / per_candidate + 2 * eps
 
 
 def batch_norm_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +143,8 @@ def bn_statistics_loss(
     total = statistics[0][0].new_zeros(()) if statistics else torch.zeros(())
     for index, ((mean, var), (run_mean, run_var)) in enumerate(zip(statistics, running, strict=True)):
         w = first_multiplier if index == 0 else 1.0
-        total = total + w * (torch.linalg.vector_norm(mean - run_mean) + torch.linalg.vector_norm(var - run_var))
+        # Norms over the channels: per row when the statistics are (R, C).
+        total = total + w * (torch.linalg.vector_norm(mean - run_mean, dim=-1) + torch.linalg.vector_norm(var - run_var, dim=-1))
     return total
 
 

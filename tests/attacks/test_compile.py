@@ -29,9 +29,10 @@ def test_compiled_equals_eager() -> None:
     # Had compilation failed, the attack would have run eagerly and the comparison below would prove nothing.
     fallbacks = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
     assert fallbacks == [], f"torch.compile did not work on this machine, so nothing was compared: {fallbacks}"
-    assert torch.allclose(eager.images, compiled.images, atol=1e-5)
+    # Eager rows run through `attacks.rows`, compiled ones through vmap: equal to float rounding.
+    assert torch.allclose(eager.images, compiled.images, atol=1e-4)
     for a, b in zip(eager.restart_losses, compiled.restart_losses):
-        assert abs(a - b) <= 1e-5
+        assert abs(a - b) <= 1e-4
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,4 +49,5 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) ->
         fallback = create_attack("idlg", iterations=2, max_iter=3, restarts=2, compile=True).reconstruct(
             view, generator=torch.Generator().manual_seed(0)
         )
-    assert torch.allclose(eager.images, fallback.images, atol=1e-6)
+    # The fallback is the vmapped function run eagerly; the eager attack's rows run through `attacks.rows`.
+    assert torch.allclose(eager.images, fallback.images, atol=1e-4)
