@@ -24,18 +24,18 @@ def _round_views(clients: int = 3, *, batch: int = 1, round: int = 1, seed: int 
     return views
 
 
+ATTACK_CASES = [
+    ("inverting_gradients", dict(iterations=8, restarts=2, tv=1e-3)),
+    ("idlg", dict(iterations=2, max_iter=4, restarts=2)),
+    ("dlg", dict(iterations=2, max_iter=4, restarts=1)),
+]
+
+
 def _generators(count: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(100 + i) for i in range(count)]
 
 
-@pytest.mark.parametrize(
-    "name, params",
-    [
-        ("inverting_gradients", dict(iterations=8, restarts=2, tv=1e-3)),
-        ("idlg", dict(iterations=2, max_iter=4, restarts=2)),
-        ("dlg", dict(iterations=2, max_iter=4, restarts=1)),
-    ],
-)
+@pytest.mark.parametrize("name, params", ATTACK_CASES)
 def test_clients_batched_equal_each_alone(name: str, params: dict) -> None:
     views = _round_views(3)
     attack = create_attack(name, **params)
@@ -62,14 +62,7 @@ def test_known_labels_per_client() -> None:
     assert all(r.labels_known for r in recs)
 
 
-@pytest.mark.parametrize(
-    "name, params",
-    [
-        ("inverting_gradients", dict(iterations=8, restarts=2, tv=1e-3)),
-        ("idlg", dict(iterations=2, max_iter=4, restarts=2)),
-        ("dlg", dict(iterations=2, max_iter=4, restarts=1)),
-    ],
-)
+@pytest.mark.parametrize("name, params", ATTACK_CASES)
 def test_rounds_batched_equal_each_alone(name: str, params: dict) -> None:
     # Three rounds, three global models: each row differentiates at its own round's weights.
     views = [_round_views(1, round=r, seed=5 * r)[0] for r in (1, 2, 3)]
