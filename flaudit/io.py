@@ -52,8 +52,25 @@ def remove_temp_files(root: str | os.PathLike[str], *, skip: Callable[[Path], bo
     return removed
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux's /proc says it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file in the same folder + fsync + rename)."""
+    """Write `data` to `path` atomically (temp file in the same folder + fsync + rename).
+
+    The file gets the mode `open()` would give it (0666 less the umask): mkstemp's private 0600
+    would make a shared run directory unreadable to the rest of the team.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_file(path)
@@ -62,6 +79,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,7 +92,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Strict JSON: a non-finite number (a diverged loss) is written as null, never as `Infinity` or `NaN`."""
+    return atomic_write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n")
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None (JSON has no Infinity or NaN)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, Mapping):
+        return {key: strict_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(value) for value in obj]
+    return obj
 
 
 def append_jsonl(path: str | os.PathLike[str], records: list[Mapping[str, Any]]) -> None:
@@ -83,7 +113,7 @@ def append_jsonl(path: str | os.PathLike[str], records: list[Mapping[str, Any]])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+            handle.write(json.dumps(strict_json(record), sort_keys=True, default=_json_default, allow_nan=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -138,11 +168,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def _json_default(obj: Any) -> Any:
     if type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "tolist"):  # a tensor, without importing torch
-        return obj.tolist()
+        return strict_json(obj.tolist())
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item"):
-        return obj.item()
+        return strict_json(obj.item())
     if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+        return strict_json(list(obj))
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
