@@ -40,7 +40,7 @@ def test_seed_minus_three_is_one_clean_error(tmp_path: Path, capsys: pytest.Capt
     ("argv", "line"),
     [
         (["attack", "RUN", "--attack", "idl"],
-         "flaudit attack: error: argument --attack: no attack 'idl' (did you mean 'idlg'?); known: analytic_linear, dlg, gradinversion"),
+         "flaudit attack: error: argument --attack: no attack 'idl' (did you mean 'idlg'?); known: analytic_linear, dlg, dlg_paper, gradinversion"),
         (["attack", "RUN", "--seed", "x"], "flaudit attack: error: argument --seed: expected an integer, got 'x'; allowed: int in [0, inf)"),
         (["attack", "RUN", "--rounds", "1", "0"], "flaudit attack: error: argument --rounds: 0 is out of range; allowed: int in [1, inf)"),
         (["attack", "RUN", "--clients", "-1"], "flaudit attack: error: argument --clients: -1 is out of range; allowed: int in [0, inf)"),

@@ -33,7 +33,7 @@ federation: {clients: 2, rounds: 6, protocol: fedsgd, batch_size: 1, learning_ra
 data: {dataset: digits}
 model: {name: lenet}
 capture: {rounds: [2, 4], clients: [0, 1]}
-attack: {name: idlg, params: {iterations: 40}}
+attack: {name: idlg, params: {iterations: 40}, updates_per_batch: 2}  # two batches: a kill can land between them
 audit: {metrics: [mse, psnr, ssim], oracle: true}
 """
 UPDATES = [f"attacks/idlg/round_{r:03d}/client_{c:03d}/record.json" for r in (2, 4) for c in (0, 1)]

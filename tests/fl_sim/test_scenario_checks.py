@@ -95,10 +95,10 @@ def test_a_capture_of_clients_the_sampling_never_trains_is_refused():
     ("model", "attack", "message"),
     [
         ("{name: lenet}", "gradinversion", ("'gradinversion' needs a model with batch normalisation (for its BN-statistics prior); "
-                                           "model 'lenet' has none; attacks that suit it: dlg, idlg, inverting_gradients")),
+                                           "model 'lenet' has none; attacks that suit it: dlg, dlg_paper, idlg, idlg_paper, inverting_gradients")),
         ("{name: convnet, bn: false}", "gradinversion", "model 'convnet' with bn: false has none"),
         ("{name: resnet20}", "analytic_linear", ("'analytic_linear' needs a model whose first layer is linear with a bias on the "
-                                               "flattened image; model 'resnet20' has none; attacks that suit it: dlg, gradinversion")),
+                                               "flattened image; model 'resnet20' has none; attacks that suit it: dlg, dlg_paper, gradinversion")),
     ],
 )
 def test_an_attack_must_suit_the_model(model, attack, message):
