@@ -77,7 +77,8 @@ def test_mini_study(tmp_path: Path) -> None:
     corr = json.loads((folder / "correlations.json").read_text())["digits"]
     # n = variants (2 architectures x 4) with a finite value; LPIPS and FID have no weights in the tests (none).
     assert {c["metric"]: c["n"] for c in corr} == {"mse": 8, "psnr": 8, "ssim": 8, "lpips": 0, "fid": 0, "oracle": 8, "semsim": 8}
-    assert all(math.isnan(c["rho"]) for c in corr if c["metric"] in ("lpips", "fid"))
+    # Strict JSON: a correlation that could not be computed (NaN) is written as null.
+    assert all(c["rho"] is None for c in corr if c["metric"] in ("lpips", "fid"))
     assert all(math.isfinite(c["rho"]) for c in corr if c["metric"] not in ("lpips", "fid"))
     # Leave-one-attack-out: the SemSim that scored inverting_gradients was trained on dlg only; none for dlg.
     import torch
